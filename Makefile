@@ -1,0 +1,47 @@
+# Two commands for a fresh machine: `make lab` opens the tutorials, `make test` runs every test.
+# Both create what they need on first use. Every pip step pins torch through constraints.txt:
+# an unpinned torch would pull gigabytes of CUDA packages.
+PY ?= python3
+VENV := .venv
+TSVENV := .venv-ts
+PIP := $(VENV)/bin/pip install -q -c constraints.txt
+TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv compat-venv test lint pytest lab bench clean
+
+venv: $(VENV)/.installed
+compat-venv: $(TSVENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,notebook]'
+	touch $@
+
+# Real TorchServe 0.12.0 and torch-model-archiver 0.12.0, isolated, for the compatibility suite.
+# pyyaml is an undeclared dependency of torchserve 0.12.0 (its workers die without it).
+$(TSVENV)/.installed: constraints.txt
+	$(PY) -m venv $(TSVENV)
+	$(TSPIP) torch==2.13.0
+	$(TSPIP) torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+pytest: venv compat-venv
+	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python -m pytest tests --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
+
+test: lint pytest
+
+lab: venv
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks
+
+bench: venv compat-venv
+	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py
+
+clean:
+	rm -rf $(VENV) $(TSVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODEL_PY = '''\
+MODEL_PY = """\
 import torch
 from torch import nn
 
@@ -18,7 +18,7 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.fc2(torch.relu(self.fc1(x)))
-'''
+"""
 
 HANDLER_PY = '''\
 import json
@@ -43,7 +43,7 @@ class TinyHandler(BaseHandler):
         return [[round(v, 5) for v in row] for row in data.tolist()]
 '''
 
-FUNC_HANDLER_PY = '''\
+FUNC_HANDLER_PY = """\
 def my_entry(data, context):
     if data is None:
         return None
@@ -52,7 +52,7 @@ def my_entry(data, context):
 
 def handle(data, context):
     return my_entry(data, context)
-'''
+"""
 
 CONFIG_YAML = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 30\nhandler:\n  top_k: 2\n"
 

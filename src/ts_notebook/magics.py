@@ -43,7 +43,11 @@ def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
     from tqdm.auto import tqdm
 
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False) as bar:
-        yield bar.update
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        yield update
 
 
 @magics_class
@@ -127,4 +131,3 @@ class TsNotebookMagics(Magics):
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None
         return InspectReport.of(info, extracted=extracted, exported=exported)
-

@@ -13,20 +13,32 @@ from ts_notebook.archive import build_archive, open_archive, plan_archive, write
 from ts_notebook.errors import ArchiveError
 
 FULL_FILES = {
-    "model.py", "tiny_state.pth", "handler.py", "index_to_name.json", "notes.txt", "a.txt", "sub/b.txt",
-    ".hidden_file", "requirements.txt", "model-config.yaml",
+    "model.py",
+    "tiny_state.pth",
+    "handler.py",
+    "index_to_name.json",
+    "notes.txt",
+    "a.txt",
+    "sub/b.txt",
+    ".hidden_file",
+    "requirements.txt",
+    "model-config.yaml",
 }
 
 
 def full_build(assets: Path, out: Path, fmt: str = "default", name: str = "tiny_eager", **kw: object):  # type: ignore[no-untyped-def]
     return build_archive(
-        name, "1.0", str(assets / "handler.py"),
+        name,
+        "1.0",
+        str(assets / "handler.py"),
         model_file=str(assets / "model.py"),
         serialized_file=str(assets / "tiny_state.pth"),
         extra_files=f"{assets}/index_to_name.json,{assets}/notes.txt,{assets}/extra_dir",
         config_file=str(assets / "model-config.yaml"),
         requirements_file=str(assets / "requirements.txt"),
-        export_path=out, archive_format=fmt, **kw,
+        export_path=out,
+        archive_format=fmt,
+        **kw,
     )
 
 
@@ -42,8 +54,12 @@ def test_default_build_matches_reference_layout(assets: Path, tmp_path: Path) ->
         assert zf.testzip() is None
         manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
     assert manifest["model"] == {
-        "modelName": "tiny_eager", "serializedFile": "tiny_state.pth", "handler": "handler.py",
-        "modelFile": "model.py", "modelVersion": "1.0", "requirementsFile": "requirements.txt",
+        "modelName": "tiny_eager",
+        "serializedFile": "tiny_state.pth",
+        "handler": "handler.py",
+        "modelFile": "model.py",
+        "modelVersion": "1.0",
+        "requirementsFile": "requirements.txt",
         "configFile": "model-config.yaml",
     }
     assert list(manifest) == ["createdOn", "runtime", "model", "archiverVersion"]
@@ -79,19 +95,26 @@ def test_zip_store_stores_every_member(assets: Path, tmp_path: Path) -> None:
 
 def test_extra_files_are_flattened_like_the_reference(assets: Path, tmp_path: Path) -> None:
     info = build_archive(
-        "nested", "1.0", str(assets / "func_handler.py"),
-        extra_files=f"{assets}/extra_dir/sub/b.txt,{assets}/*.json", export_path=tmp_path,
+        "nested",
+        "1.0",
+        str(assets / "func_handler.py"),
+        extra_files=f"{assets}/extra_dir/sub/b.txt,{assets}/*.json",
+        export_path=tmp_path,
     )
     assert set(info.names) == {"b.txt", "index_to_name.json", "func_handler.py"}
 
 
 def test_extra_dir_skips_pycache_and_dot_dirs_but_keeps_dot_files(assets: Path, tmp_path: Path) -> None:
-    info = build_archive("d", "1", str(assets / "func_handler.py"), extra_files=str(assets / "extra_dir"), export_path=tmp_path)
+    info = build_archive(
+        "d", "1", str(assets / "func_handler.py"), extra_files=str(assets / "extra_dir"), export_path=tmp_path
+    )
     assert set(info.names) == {"func_handler.py", "a.txt", "sub/b.txt", ".hidden_file"}
 
 
 def test_wildcard_matching_nothing_is_a_warning(assets: Path, tmp_path: Path) -> None:
-    info = build_archive("w", "1", str(assets / "func_handler.py"), extra_files=f"{assets}/*.nothing", export_path=tmp_path)
+    info = build_archive(
+        "w", "1", str(assets / "func_handler.py"), extra_files=f"{assets}/*.nothing", export_path=tmp_path
+    )
     assert info.warnings == (f"--extra-files pattern '{assets}/*.nothing' matched no file; nothing added for it.",)
 
 
@@ -167,7 +190,9 @@ def test_failed_write_leaves_nothing_behind(assets: Path, tmp_path: Path) -> Non
     shutil.copytree(assets, src, ignore=shutil.ignore_patterns("extra_dir"))
     out = tmp_path / "out"
     out.mkdir()
-    plan = plan_archive("gone", "1", str(src / "handler.py"), serialized_file=str(src / "tiny_state.pth"), export_path=out)
+    plan = plan_archive(
+        "gone", "1", str(src / "handler.py"), serialized_file=str(src / "tiny_state.pth"), export_path=out
+    )
     (src / "tiny_state.pth").unlink()  # the weights vanish between the checks and the write
     with pytest.raises(ArchiveError, match=r"could not write .*gone\.mar.*Nothing was written"):
         write_plan(plan)
@@ -182,8 +207,12 @@ def test_big_weights_are_deflated_in_parallel_and_read_back_exactly(tmp_path: Pa
     noise = tmp_path / "noise.bin"
     noise.write_bytes(os.urandom(3 << 20))
     info = build_archive(
-        "big", "1", str(assets / "func_handler.py"), serialized_file=str(weights),
-        extra_files=str(noise), export_path=tmp_path,
+        "big",
+        "1",
+        str(assets / "func_handler.py"),
+        serialized_file=str(weights),
+        extra_files=str(noise),
+        export_path=tmp_path,
     )
     stored = {f.name: f for f in info.files}
     assert stored["big.pth"].compression == "deflate"
@@ -198,7 +227,9 @@ def test_big_weights_are_deflated_in_parallel_and_read_back_exactly(tmp_path: Pa
 
 def test_progress_reports_every_byte(assets: Path, tmp_path: Path) -> None:
     seen: list[int] = []
-    plan = plan_archive("p", "1", str(assets / "handler.py"), serialized_file=str(assets / "tiny_state.pth"), export_path=tmp_path)
+    plan = plan_archive(
+        "p", "1", str(assets / "handler.py"), serialized_file=str(assets / "tiny_state.pth"), export_path=tmp_path
+    )
     write_plan(plan, seen.append)
     assert sum(seen) == plan.total_bytes
 

@@ -57,7 +57,12 @@ def test_minimal_manifest_omits_optional_keys() -> None:
 
 def test_current_manifest_round_trips() -> None:
     m = parse_manifest(REFERENCE_FULL, "x.mar")
-    assert (m.model_name, m.serialized_file, m.model_file, m.source) == ("tiny_eager", "tiny_state.pth", "model.py", "current")
+    assert (m.model_name, m.serialized_file, m.model_file, m.source) == (
+        "tiny_eager",
+        "tiny_state.pth",
+        "model.py",
+        "current",
+    )
     assert m.to_json() == REFERENCE_FULL
 
 

@@ -83,7 +83,8 @@ def plan_archive(
     target = export / f"{model_name}{SUFFIXES[archive_format]}"
     if target.exists() and not force:
         raise ArchiveError(
-            f"{target} already exists. Pass -f/--force to overwrite it, or choose another --model-name or --export-path."
+            f"{target} already exists. Pass -f/--force to overwrite it, "
+            "or choose another --model-name or --export-path."
         )
 
     layout: Layout = {}
@@ -149,7 +150,9 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
             write_zip(staged, plan.layout, manifest, store=plan.archive_format == "zip-store", progress=progress)
         _move_into_place(staged, target, tmp)
     except OSError as exc:
-        raise ArchiveError(f"could not write {target}: {exc}. Nothing was written; free space or fix permissions and retry.") from exc
+        raise ArchiveError(
+            f"could not write {target}: {exc}. Nothing was written; free space or fix permissions and retry."
+        ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return open_archive(target, plan.warnings)

@@ -220,13 +220,14 @@ def check_config_file(file: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
-        raise ArchiveError(f"--config-file {file}{where}: not valid YAML ({_first_line(exc)}). Fix it and build again.") from exc
+        raise ArchiveError(
+            f"--config-file {file}{where}: not valid YAML ({_first_line(exc)}). Fix it and build again."
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ArchiveError(
-            f"--config-file {file}: expected a mapping of keys such as minWorkers: 1, got a "
-            f"{type(data).__name__}."
+            f"--config-file {file}: expected a mapping of keys such as minWorkers: 1, got a {type(data).__name__}."
         )
     for key, value in data.items():
         _check_config_key(file, str(key), value)

@@ -39,7 +39,9 @@ class ExportResult:
         return f"exported {self.source} -> {self.path} ({self.kind}: {self.detail})"
 
 
-def export_model(archive: str | Path, out: str | Path, *, force: bool = False, limits: Limits | None = None) -> ExportResult:
+def export_model(
+    archive: str | Path, out: str | Path, *, force: bool = False, limits: Limits | None = None
+) -> ExportResult:
     """Write the archive's model to ``out`` (see the module doc for the three cases).
 
     Raises:
@@ -60,7 +62,9 @@ def export_model(archive: str | Path, out: str | Path, *, force: bool = False, l
         model_dir = extract_archive(archive, Path(tmp) / "model", limits=limits)
         weights = model_dir / name
         if not weights.is_file():
-            raise ArchiveError(f"{archive}: the manifest names serializedFile {name!r} but the archive has no such file.")
+            raise ArchiveError(
+                f"{archive}: the manifest names serializedFile {name!r} but the archive has no such file."
+            )
         if _is_torchscript(weights):
             return _export_torchscript(weights, target, name)
         model_file = info.manifest.model_file
@@ -91,7 +95,7 @@ def _export_torchscript(weights: Path, target: Path, name: str) -> ExportResult:
     import torch
 
     try:
-        torch.jit.load(str(weights), map_location="cpu")
+        torch.jit.load(str(weights), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ArchiveError(f"{name}: looks like TorchScript but torch.jit.load failed: {exc}") from exc
     _copy(weights, target)
@@ -105,7 +109,9 @@ def _export_eager(model_dir: Path, model_file: Path, weights: Path, target: Path
     try:
         model = cls()
     except Exception as exc:
-        raise ArchiveError(f"{model_file.name}: {cls.__name__}() failed, so the weights cannot be verified: {exc!r}") from exc
+        raise ArchiveError(
+            f"{model_file.name}: {cls.__name__}() failed, so the weights cannot be verified: {exc!r}"
+        ) from exc
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ArchiveError(f"{name}: holds a {type(state).__name__}, not a state_dict for {cls.__name__}.")
@@ -144,7 +150,6 @@ def _model_class(model_dir: Path, model_file: Path) -> Any:
     classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module_name]
     if len(classes) != 1 or not issubclass(classes[0], torch.nn.Module):
         raise ArchiveError(
-            f"{model_file.name}: expected exactly one torch.nn.Module class, found "
-            f"{[c.__name__ for c in classes]}."
+            f"{model_file.name}: expected exactly one torch.nn.Module class, found {[c.__name__ for c in classes]}."
         )
     return classes[0]

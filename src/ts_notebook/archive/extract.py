@@ -6,6 +6,7 @@ compression ratio is beyond the limits.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import stat
 import tarfile
@@ -71,11 +72,13 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile, limits: Limits) -> list[tup
                 f"{archive}: member {info.filename!r} is a symbolic link; links can point outside the target. "
                 "Refusing to extract; package the file itself instead of a link."
             )
-        spans.append((info.header_offset, info.header_offset + 30 + len(info.filename) + info.compress_size, info.filename))
+        spans.append(
+            (info.header_offset, info.header_offset + 30 + len(info.filename) + info.compress_size, info.filename)
+        )
         if not info.is_dir():
             members.append((pure, info))
     spans.sort()
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
         if start < end:
             raise UnsafeArchiveError(
                 f"{archive}: members {first!r} and {second!r} overlap in the file, the construction of a zip "
@@ -140,7 +143,7 @@ def _extract_zip(src: Path, out: Path, limits: Limits) -> None:
 
 def _extract_tar(src: Path, out: Path, limits: Limits) -> None:
     try:
-        tar = tarfile.open(src)
+        tar = tarfile.open(src)  # noqa: SIM115 - closed by the `with` below, after the error check
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"{src}: not a readable zip or tar.gz archive ({exc}).") from exc
     with tar:

@@ -9,7 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ts_notebook.archive.checks import BUILTIN_HANDLERS, check_config_file, check_handler_source, check_model_file
+from ts_notebook.archive.checks import (
+    BUILTIN_HANDLERS,
+    check_config_file,
+    check_handler_source,
+    check_model_file,
+)
 from ts_notebook.archive.export import ExportResult
 from ts_notebook.archive.read import ArchiveInfo, read_member
 from ts_notebook.errors import ArchiveError
@@ -24,8 +29,12 @@ def diagnose(info: ArchiveInfo) -> tuple[str, ...]:
             "no MAR-INF/MANIFEST.json: TorchServe cannot tell which handler to run. Rebuild with %mar_build."
         )
         return tuple(problems)
-    for label, name in (("serializedFile", m.serialized_file), ("modelFile", m.model_file),
-                        ("requirementsFile", m.requirements_file), ("configFile", m.config_file)):
+    for label, name in (
+        ("serializedFile", m.serialized_file),
+        ("modelFile", m.model_file),
+        ("requirementsFile", m.requirements_file),
+        ("configFile", m.config_file),
+    ):
         if name and name not in info.names:
             problems.append(f"manifest names {label} {name!r} but the archive has no such file.")
     problems.extend(_handler_problems(info))
@@ -76,7 +85,9 @@ class InspectReport:
     exported: ExportResult | None = None
 
     @classmethod
-    def of(cls, info: ArchiveInfo, *, extracted: Path | None = None, exported: ExportResult | None = None) -> InspectReport:
+    def of(
+        cls, info: ArchiveInfo, *, extracted: Path | None = None, exported: ExportResult | None = None
+    ) -> InspectReport:
         return cls(info, diagnose(info), extracted, exported)
 
     def _footer(self) -> list[str]:

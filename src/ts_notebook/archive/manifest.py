@@ -140,7 +140,7 @@ def parse_manifest(text: str | bytes, where: str) -> Manifest:
         ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise ArchiveError(
-            f"{where}: MAR-INF/MANIFEST.json has no \"model\" object, so no server can tell which "
+            f'{where}: MAR-INF/MANIFEST.json has no "model" object, so no server can tell which '
             "handler to run. Rebuild the archive with %mar_build or torch-model-archiver."
         )
     model: dict[str, Any] = data["model"]
@@ -148,11 +148,20 @@ def parse_manifest(text: str | bytes, where: str) -> Manifest:
     if not isinstance(name, str) or not name:
         raise ArchiveError(f'{where}: MAR-INF/MANIFEST.json has no "model.modelName". Rebuild the archive.')
     legacy = {k: data[k] for k in LEGACY_TOP_KEYS if k in data}
-    values = {attr: model.get(key) for key, attr in _MODEL_KEYS.items() if key in model}
-    version = values.pop("model_version", None)
+
+    def as_str(key: str) -> str | None:
+        value = model.get(key)
+        return None if value is None else str(value)
+
     return Manifest(
-        **values,
-        model_version=None if version is None else str(version),
+        model_name=name,
+        handler=as_str("handler") or "",
+        model_version=as_str("modelVersion"),
+        serialized_file=as_str("serializedFile"),
+        model_file=as_str("modelFile"),
+        extensions=model.get("extensions"),
+        requirements_file=as_str("requirementsFile"),
+        config_file=as_str("configFile"),
         runtime=str(data.get("runtime", "python")),
         created_on=data.get("createdOn"),
         archiver_version=data.get("archiverVersion"),

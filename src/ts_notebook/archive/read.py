@@ -133,7 +133,9 @@ def _open_zip(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         manifest = parse_manifest(zf.read(MANIFEST_PATH), str(p)) if MANIFEST_PATH in zf.NameToInfo else None
     files = tuple(
-        ArchiveFile(i.filename, i.file_size, i.compress_size, "deflate" if i.compress_type == zipfile.ZIP_DEFLATED else "stored")
+        ArchiveFile(
+            i.filename, i.file_size, i.compress_size, "deflate" if i.compress_type == zipfile.ZIP_DEFLATED else "stored"
+        )
         for i in infos
         if i.filename != MANIFEST_PATH
     )
@@ -159,9 +161,7 @@ def _open_tar(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
                 fh = tar.extractfile(m)
                 manifest = parse_manifest(fh.read() if fh else b"", str(p))
     files = tuple(
-        ArchiveFile(m.name[len(prefix) :], m.size, None, "gzip")
-        for m in members
-        if m.name != prefix + MANIFEST_PATH
+        ArchiveFile(m.name[len(prefix) :], m.size, None, "gzip") for m in members if m.name != prefix + MANIFEST_PATH
     )
     return ArchiveInfo(p, "tgz", manifest or missing_manifest(_stem(p)), files, warnings)
 

@@ -20,10 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ts_notebook.archive.manifest import MANIFEST_PATH
 
+_fast_zlib: ModuleType
 try:  # ISA-L: same deflate format, several times faster; zlib when the wheel is missing.
     from isal import isal_zlib as _fast_zlib
 except ImportError:  # pragma: no cover - isal is a dependency; this guards odd platforms
@@ -40,8 +42,7 @@ STORE_RATIO = 0.985  # a sample that deflates to more than this is stored
 
 def _deflate_piece(data: bytes | memoryview, final: bool) -> bytes:
     comp = _fast_zlib.compressobj(1, zlib.DEFLATED, -15)
-    out: bytes = comp.compress(data)
-    return out + comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return bytes(comp.compress(data)) + bytes(comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
 
 
 class _ParallelDeflater:
@@ -131,7 +132,9 @@ class ZipMarWriter:
 
     def add_manifest(self, text: str) -> None:
         # writestr's defaults (mode 0o600, now) are what the reference archive has.
-        self._zf.writestr(MANIFEST_PATH, text, compress_type=zipfile.ZIP_STORED if self._store else zipfile.ZIP_DEFLATED)
+        self._zf.writestr(
+            MANIFEST_PATH, text, compress_type=zipfile.ZIP_STORED if self._store else zipfile.ZIP_DEFLATED
+        )
 
     def _tick(self, n: int) -> None:
         if self._progress is not None:
@@ -168,18 +171,18 @@ def write_tgz(target: Path, prefix: str, layout: dict[str, Path], manifest: str,
     try:
         from isal import igzip  # level 1 keeps weights ~8 % smaller at a fraction of gzip -6's time
 
-        raw: Any = igzip.open(target, "wb", compresslevel=1)
+        raw: Any = igzip.open(target, "wb", compresslevel=1)  # type: ignore[no-untyped-call]
     except ImportError:  # pragma: no cover
         import gzip
 
-        raw = gzip.open(target, "wb", compresslevel=6)
+        raw = gzip.open(target, "wb", compresslevel=6)  # noqa: SIM115 - closed by the `with` below
     with raw, tarfile.open(fileobj=raw, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         for arcname, source in layout.items():
             info = tar.gettarinfo(str(source), arcname=f"{prefix}/{arcname}")
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             with open(source, "rb") as fh:
-                tar.addfile(info, _Counting(fh, progress))  # type: ignore[arg-type]
+                tar.addfile(info, _Counting(fh, progress))
         data = manifest.encode("utf-8")
         info = tarfile.TarInfo(f"{prefix}/{MANIFEST_PATH}")
         info.size = len(data)

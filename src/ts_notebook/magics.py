@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 
 from ts_notebook.archive import ArchiveInfo, export_model, extract_archive, open_archive
 from ts_notebook.archive.build import plan_archive, write_plan
@@ -33,6 +34,11 @@ def _user_errors(fn: F) -> F:
             raise UsageError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Split like a POSIX shell, so quoted paths lose their quotes (IPython's default keeps them)."""
+    return magic.parser.parse_args(arg_split(line, posix=True))
 
 
 @contextmanager
@@ -90,7 +96,7 @@ class TsNotebookMagics(Magics):
             %mar_build --model-name tiny --version 1.0 --model-file model.py \\
                 --serialized-file tiny.pth --handler handler.py --extra-files index_to_name.json
         """
-        args = parse_argstring(self.mar_build, line)
+        args = _parse(self.mar_build, line)
         plan = plan_archive(
             args.model_name,
             args.version,
@@ -126,7 +132,7 @@ class TsNotebookMagics(Magics):
 
             %mar_inspect model_store/tiny.mar --export-model tiny.pt
         """
-        args = parse_argstring(self.mar_inspect, line)
+        args = _parse(self.mar_inspect, line)
         info = open_archive(args.path)
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None

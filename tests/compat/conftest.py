@@ -7,16 +7,11 @@ The reference venv (torch, torchserve 0.12.0, torch-model-archiver 0.12.0, pyyam
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import subprocess
-import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -26,59 +21,6 @@ ArchiverArg = str | os.PathLike[str]
 Archiver = Callable[..., "subprocess.CompletedProcess[str]"]
 
 _VENV_HINT = "create it with `make compat-venv` and set TS_REF_VENV to its path"
-
-MODEL_PY = '''\
-"""Tiny 4 -> 8 -> 3 MLP: the only class here, as TorchServe's model-file loader requires."""
-import torch
-from torch import nn
-
-
-class TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(4, 8)
-        self.fc2 = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(x)))
-'''
-
-HANDLER_PY = '''\
-"""JSON {"input": [4 floats]} in, 3 floats rounded to 5 decimals out; one class, as TorchServe requires."""
-import json
-
-import torch
-from ts.torch_handler.base_handler import BaseHandler
-
-
-class TinyHandler(BaseHandler):
-    def preprocess(self, data):
-        rows = []
-        for request in data:
-            payload = request.get("body")
-            if payload is None:
-                payload = request.get("data")
-            if isinstance(payload, (bytes, bytearray)):  # not decoded: a non-JSON content type
-                payload = json.loads(payload)
-            rows.append(payload["input"])
-        return torch.tensor(rows, dtype=torch.float32)
-
-    def postprocess(self, data):
-        return [[round(value, 5) for value in row] for row in data.tolist()]
-'''
-
-MODEL_CONFIG_YAML = "minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nresponseTimeout: 30\n"
-INDEX_TO_NAME = {"0": "cat", "1": "dog", "2": "bird"}
-
-
-def import_file(path: Path, name: str) -> ModuleType:
-    """Import a source file as module `name` (registered in sys.modules: TorchScript reads its source)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _reference_env(venv: Path) -> dict[str, str]:
@@ -112,14 +54,23 @@ def real_archiver(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -
         pytest.skip(f"TS_REF_VENV={ts_ref_venv} has no bin/torch-model-archiver: {_VENV_HINT}")
     staging_root = tmp_path_factory.mktemp("archiver-tmp")
 
-    def run(*args: ArchiverArg | Sequence[ArchiverArg], cwd: ArchiverArg | None = None,
-            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: ArchiverArg | Sequence[ArchiverArg], cwd: ArchiverArg | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
         argv = [str(exe)]
         for arg in args:
-            argv += [os.fspath(a) for a in arg] if isinstance(arg, list | tuple) else [os.fspath(arg)]
+            argv += [os.fspath(arg)] if isinstance(arg, str | os.PathLike) else [os.fspath(a) for a in arg]
         env = _reference_env(ts_ref_venv) | {"TMPDIR": tempfile.mkdtemp(dir=staging_root)}
-        return subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 
@@ -132,26 +83,6 @@ def torchserve(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture(scope="session")
-def model_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with model.py, tiny_state.pth, tiny_ts.pt, handler.py, index_to_name.json,
-    model-config.yaml and extra_dir/{a.txt, sub/b.txt}; weights come from seed 0.
-    """
-    torch = pytest.importorskip("torch")
-    folder = tmp_path_factory.mktemp("model_assets")
-    (folder / "model.py").write_text(MODEL_PY)
-    (folder / "handler.py").write_text(HANDLER_PY)
-    (folder / "model-config.yaml").write_text(MODEL_CONFIG_YAML)
-    (folder / "index_to_name.json").write_text(json.dumps(INDEX_TO_NAME))
-    (folder / "extra_dir" / "sub").mkdir(parents=True)
-    (folder / "extra_dir" / "a.txt").write_text("A\n")
-    (folder / "extra_dir" / "sub" / "b.txt").write_text("B\n")
-    tiny_net = import_file(folder / "model.py", "compat_assets_model").TinyNet
-    with torch.random.fork_rng():  # fixed weights without disturbing the session's global RNG
-        torch.manual_seed(0)
-        model = tiny_net().eval()
-    torch.save(model.state_dict(), folder / "tiny_state.pth")
-    with warnings.catch_warnings():
-        # torch 2.13 deprecates TorchScript, but TorchServe 0.12.0 archives still carry it.
-        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", DeprecationWarning)
-        torch.jit.script(model).save(str(folder / "tiny_ts.pt"))
-    return folder
+def model_assets(assets: Path) -> Path:
+    """The shared inputs of tests/assets.py (TinyNet as eager and TorchScript, handlers, config, extra_dir)."""
+    return assets

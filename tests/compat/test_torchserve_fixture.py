@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import Archiver, import_file
+from tests.assets import tiny_model
+
+from .conftest import Archiver
 from .torchserve import TorchServe
 
 pytestmark = pytest.mark.compat
@@ -25,7 +27,7 @@ def _in_process(kind: str, assets: Path) -> list[float]:
     """What the model computes for REQUEST here, loaded the way TorchServe's BaseHandler would."""
     torch: Any = pytest.importorskip("torch")
     if kind == "eager":
-        model = import_file(assets / "model.py", "compat_test_model").TinyNet()
+        model = tiny_model()
         model.load_state_dict(torch.load(assets / "tiny_state.pth", weights_only=True))
     else:
         with warnings.catch_warnings():
@@ -42,8 +44,9 @@ def test_real_archive_serves_the_models_output(
     kind: str, real_archiver: Archiver, torchserve: TorchServe, model_assets: Path, tmp_path: Path
 ) -> None:
     name = f"tiny_{kind}"
-    proc = real_archiver("--model-name", name, "--version", "1.0", ARCHIVER_ARGS[kind],
-                         "--export-path", tmp_path, cwd=model_assets)
+    proc = real_archiver(
+        "--model-name", name, "--version", "1.0", ARCHIVER_ARGS[kind], "--export-path", tmp_path, cwd=model_assets
+    )
     assert proc.returncode == 0, proc.stderr
 
     registered = torchserve.register(tmp_path / f"{name}.mar")

@@ -1,12 +1,12 @@
-"""Run a real, isolated TorchServe 0.12.0 from a reference venv, for the compatibility suite.
+"""Run a real TorchServe 0.12.0 from a reference venv, isolated, for the compatibility suite.
 
-Isolation matters because `torchserve --stop` stops whatever pid file it finds in the temp dir, and the
-JVM writes logs, sockets and extracted models relative to cwd/TMPDIR: each instance gets its own root
-dir, its own free ports on 127.0.0.1 and its own config.properties.
+`torchserve --stop` stops whatever pid file it finds in the temp dir, and the JVM puts logs, sockets and
+extracted models under cwd/TMPDIR: so each instance owns a root dir, free ports and a config.properties.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -31,6 +31,7 @@ except ImportError:  # the /proc fallback below covers Linux
 
 _PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
 LOG_FILES = ("console.log", "ts_log.log", "model_log.log")
+_TAIL_FILES = ("model_log.log", "ts_log.log")
 # Workers talk to the JVM over unix sockets `$TMPDIR/.ts.sock.<port>`; sun_path holds 107 bytes.
 _MAX_TMP_LEN = 107 - len("/.ts.sock.65535")
 # Never route 127.0.0.1 through an http_proxy from the environment.
@@ -39,54 +40,42 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def _free_ports(count: int) -> list[int]:
     """Pick `count` distinct free TCP ports on 127.0.0.1 (held together so they differ)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            socks.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
         for sock in socks:
-            sock.close()
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def _start_token(pid: int) -> str | None:
     """Identify a live process by pid + start time (so a reused pid is never killed); None if gone."""
+    # A zombie counts as gone: nobody here can reap it (its parent is init, or a dead JVM).
     if psutil is not None:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc = psutil.Process(pid)
             return None if proc.status() == psutil.STATUS_ZOMBIE else str(proc.create_time())
-        except psutil.Error:
-            return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
         return None
-    return None if fields[0] == "Z" else fields[19]  # state, then starttime is field 22 of stat
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else fields[19]  # fields 3 (state) and 22 (starttime) of stat
+    return None
 
 
 def _descendants(pid: int) -> list[int]:
     """Pids of all descendants of `pid` at this moment."""
     if psutil is not None:
-        try:
+        with contextlib.suppress(psutil.Error):
             return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            return []
-    parents: dict[int, list[int]] = {}
+        return []
+    parent_of: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(stat.parent.name))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, i = [pid], 0
+    while i < len(found):
+        found += [child for child, parent in parent_of.items() if parent == found[i]]
+        i += 1
+    return found[1:]
 
 
 def _poll(done: Callable[[], bool], timeout: float) -> bool:
@@ -100,20 +89,25 @@ def _poll(done: Callable[[], bool], timeout: float) -> bool:
 
 
 class TorchServe:
-    """One real TorchServe instance with its own root dir, ports, config, logs and model store.
+    """One TorchServe with its own root dir (cwd, TMPDIR, logs/, store/), ports and config.
 
     Args:
         venv: Reference venv holding `bin/torchserve` (torchserve 0.12.0, torch, pyyaml).
-        root: Empty dir to own (cwd, TMPDIR, logs, store); a fresh temp dir, removed on stop, if None.
-        config: Extra config.properties entries; they override the defaults written here.
-        startup_timeout: Seconds to wait for `/ping` before `start()` gives up.
+        root: Dir to own; a fresh temp dir, removed by `stop()`, if None.
+        config: Extra config.properties entries, overriding the defaults.
+        startup_timeout: Seconds `start()` waits for `/ping`.
 
     Raises:
         ValueError: `root` is too long for the workers' unix socket paths.
     """
 
-    def __init__(self, venv: Path, root: Path | None = None, config: Mapping[str, str] | None = None,
-                 startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        venv: Path,
+        root: Path | None = None,
+        config: Mapping[str, str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
         self.venv = Path(venv)
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="ts-compat-")) if root is None else Path(root)
@@ -137,86 +131,93 @@ class TorchServe:
         self.stop()
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
         # The reference must not see our test venv's paths, nor a TS_CONFIG_FILE overriding --ts-config.
-        for key in ("PYTHONPATH", "PYTHONHOME", "TS_CONFIG_FILE"):
-            env.pop(key, None)
-        tmp, logs = str(self.tmp), str(self.log_dir)
-        env.update(TMPDIR=tmp, TEMP=tmp, TMP=tmp, LOG_LOCATION=logs, METRICS_LOCATION=logs,
-                   VIRTUAL_ENV=str(self.venv), PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "TS_CONFIG_FILE")}
+        env["TMPDIR"] = env["TEMP"] = env["TMP"] = str(self.tmp)  # pid file, sockets, extracted models
+        env["LOG_LOCATION"] = env["METRICS_LOCATION"] = str(self.log_dir)
+        # Workers run the venv's `python`; JAVA_HOME stays as it is.
+        env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(self.venv)
         return env
 
     def _cli(self, *args: str) -> int:
         """Run the torchserve CLI; output goes to a file because the JVM inherits it (a pipe never closes)."""
         with open(self.root / "console.log", "ab") as out:
-            return subprocess.run([str(self.venv / "bin" / "torchserve"), *args], cwd=self.root, env=self._env(),
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=60, check=False).returncode
+            return subprocess.run(
+                [str(self.venv / "bin" / "torchserve"), *args],
+                cwd=self.root,
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+                check=False,
+            ).returncode
 
     def start(self) -> TorchServe:
         """Write the config, start TorchServe and wait for `/ping` to answer 200.
 
         Raises:
-            RuntimeError: the CLI failed, the JVM exited, or `/ping` did not answer in time (logs attached).
+            RuntimeError: the CLI failed, the JVM exited or `/ping` never answered; logs attached.
         """
         for folder in (self.store, self.tmp, self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        props = {f"{name}_address": f"http://127.0.0.1:{self.ports[name]}"
-                 for name in ("inference", "management", "metrics")}
-        props |= {"grpc_inference_address": "127.0.0.1", "grpc_management_address": "127.0.0.1",
-                  "grpc_inference_port": str(self.ports["grpc_inference"]),
-                  "grpc_management_port": str(self.ports["grpc_management"]),
-                  "disable_token_authorization": "true", "enable_model_api": "true",
-                  "default_workers_per_model": "1", "model_store": str(self.store)}
-        props |= self._config
+        # gRPC is on by default (7070/7071): move it too, or two instances collide.
+        props = {f"{name}_address": f"http://127.0.0.1:{self.ports[name]}" for name in _PORT_NAMES[:3]}
+        for name in _PORT_NAMES[3:]:
+            props |= {f"{name}_address": "127.0.0.1", f"{name}_port": str(self.ports[name])}
+        props |= {
+            "disable_token_authorization": "true",
+            "enable_model_api": "true",
+            "default_workers_per_model": "1",
+            "model_store": str(self.store),
+            **self._config,
+        }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         rc = self._cli("--start", "--ncs", "--model-store", str(self.store), "--ts-config", str(self.config_path))
         pid_file = self.tmp / ".model_server.pid"
-        if rc != 0 or not pid_file.is_file():
-            raise RuntimeError(f"torchserve --start exited {rc} without a pid file\n{self.logs(tail=60)}")
-        self.pid = int(pid_file.read_text().strip())
-        self._jvm_token = _start_token(self.pid)
-        if not _poll(self._healthy_or_dead, self._startup_timeout) or not self._jvm_alive():
-            logs = self.logs(tail=60)
-            self.stop()
-            raise RuntimeError(f"TorchServe did not answer /ping on {self.inference_url}\n{logs}")
-        return self
+        if rc == 0 and pid_file.is_file():
+            self.pid = int(pid_file.read_text().strip())
+            self._jvm_token = _start_token(self.pid)
+            if _poll(self._healthy_or_dead, self._startup_timeout) and self._jvm_alive():
+                return self
+        logs = self.logs(tail=60)
+        self.stop()
+        raise RuntimeError(f"TorchServe (CLI exit {rc}) did not answer /ping on {self.inference_url}\n{logs}")
 
     def _jvm_alive(self) -> bool:
         return self.pid is not None and self._jvm_token is not None and _start_token(self.pid) == self._jvm_token
 
     def _healthy_or_dead(self) -> bool:
-        if not self._jvm_alive():
-            return True  # stop waiting: start() reports the death
-        try:
-            return self.request("GET", f"{self.inference_url}/ping", timeout=2)[0] == 200
-        except (OSError, http.client.HTTPException):
-            return False  # not listening yet
+        """True once `/ping` answers 200, or once the JVM is gone (no point waiting on)."""
+        with contextlib.suppress(OSError, http.client.HTTPException):  # not listening yet
+            return not self._jvm_alive() or self.request("GET", f"{self.inference_url}/ping", timeout=2)[0] == 200
+        return False
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop TorchServe and wait until the JVM and its children are gone; kill leftovers we started.
-
-        Idempotent. Removes the root dir when this instance created it.
-        """
+        """Stop TorchServe, wait for the JVM and its children to go, SIGKILL those left; idempotent."""
         if self.pid is not None:
-            tracked = [(pid, _start_token(pid)) for pid in [self.pid, *_descendants(self.pid)]]
-            tracked = [(pid, tok) for pid, tok in tracked if tok is not None]
-            self._cli("--stop")  # returns at once while the JVM is still shutting down (~4 s)
+            # Only the JVM we started (checked by start time: the pid may be reused) and its children.
+            pids = [self.pid, *_descendants(self.pid)] if self._jvm_alive() else []
+            tracked = [(pid, tok) for pid in pids if (tok := _start_token(pid)) is not None]
+            self._cli("--stop")  # returns at once while the JVM is still shutting down (~3 s)
 
             def gone() -> bool:
                 return all(_start_token(pid) != tok for pid, tok in tracked)
 
             if not _poll(gone, timeout):
                 for pid, tok in tracked:
-                    if _start_token(pid) == tok:  # same process, not a reused pid
-                        os.kill(pid, signal.SIGKILL)
+                    if _start_token(pid) == tok:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                 _poll(gone, 5.0)
             self.pid = None
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def request(self, method: str, url: str, body: bytes | None = None, content_type: str | None = None,
-                timeout: float = 30.0) -> tuple[int, bytes]:
+    def request(
+        self, method: str, url: str, body: bytes | None = None, content_type: str | None = None, timeout: float = 30.0
+    ) -> tuple[int, bytes]:
         """Send one HTTP request; return (status, body) for any status, raising only on transport errors."""
         req = urllib.request.Request(url, data=body, method=method)
         if content_type is not None:
@@ -228,34 +229,37 @@ class TorchServe:
             with err:
                 return err.code, err.read()
 
-    def register(self, archive: str | os.PathLike[str], model_name: str | None = None,
-                 timeout: float = 120.0) -> dict[str, Any]:
-        """Register an archive (a path, or a name already in the store) with one worker, synchronously.
+    def register(
+        self, archive: str | os.PathLike[str], model_name: str | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Register an archive (path, or name in the store) with one worker, synchronously.
 
         Returns:
-            The management API's JSON answer, e.g. `{"status": "Model \\"x\\" Version: 1.0 registered ..."}`.
+            The management API's JSON answer, `{"status": "Model \\"x\\" Version: 1.0 registered ..."}`.
 
         Raises:
-            AssertionError: not HTTP 200 or no answer in `timeout`; the tails of ts_log and model_log attached.
-                A model whose workers failed to start is unregistered again, so its name can be reused.
+            AssertionError: not HTTP 200 or no answer in `timeout`, with the model_log and ts_log tails.
+                A model whose workers failed to start is unregistered, so its name can be reused.
         """
         url = self._stage(archive)
         query = {"url": url, "initial_workers": "1", "synchronous": "true"}
         if model_name is not None:
             query["model_name"] = model_name
         try:
-            status, body = self.request("POST", f"{self.management_url}/models?{urllib.parse.urlencode(query)}",
-                                        timeout=timeout)
+            status, body = self.request(
+                "POST", f"{self.management_url}/models?{urllib.parse.urlencode(query)}", timeout=timeout
+            )
         except (OSError, http.client.HTTPException) as exc:
-            raise AssertionError(f"registering {url!r} failed: {exc!r}\n{self._tails()}") from exc
+            raise AssertionError(f"registering {url!r} failed: {exc!r}\n{self.logs(60, _TAIL_FILES)}") from exc
         if status != 200:
-            tails = self._tails()
+            tails = self.logs(60, _TAIL_FILES)
             failed = re.search(r"for model (\S+) version", body.decode(errors="replace"))
             if status == 500 and failed:
                 # A failed synchronous registration leaves the model registered with 0 workers.
                 self.request("DELETE", f"{self.management_url}/models/{urllib.parse.quote(failed[1])}")
-            raise AssertionError(f"registering {url!r} returned HTTP {status}: {body.decode(errors='replace')}\n"
-                                 f"{tails}")
+            raise AssertionError(
+                f"registering {url!r} returned HTTP {status}: {body.decode(errors='replace')}\n{tails}"
+            )
         result: dict[str, Any] = json.loads(body)
         return result
 
@@ -269,10 +273,8 @@ class TorchServe:
         dest = self.store / src.name
         if dest.exists() and src.resolve() == dest.resolve():
             return src.name
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
+        if dest.exists():  # a stale copy: registered models were extracted to TEMP already
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         if src.is_dir():
             shutil.copytree(src, dest, copy_function=_link_or_copy)
         else:
@@ -287,11 +289,13 @@ class TorchServe:
         result: dict[str, Any] = json.loads(body)
         return result
 
-    def predict(self, name: str, body: bytes, content_type: str = "application/json",
-                timeout: float = 60.0) -> tuple[int, bytes]:
+    def predict(
+        self, name: str, body: bytes, content_type: str = "application/json", timeout: float = 60.0
+    ) -> tuple[int, bytes]:
         """POST `body` to `/predictions/<name>`; return (status, response body)."""
-        return self.request("POST", f"{self.inference_url}/predictions/{urllib.parse.quote(name)}", body,
-                            content_type, timeout)
+        return self.request(
+            "POST", f"{self.inference_url}/predictions/{urllib.parse.quote(name)}", body, content_type, timeout
+        )
 
     def logs(self, tail: int | None = None, files: tuple[str, ...] = LOG_FILES) -> str:
         """Console output, ts_log and model_log (last `tail` lines of each), each under a header."""
@@ -301,9 +305,6 @@ class TorchServe:
             lines = path.read_text(errors="replace").splitlines() if path.is_file() else ["(missing)"]
             parts.append(f"==> {path} <==\n" + "\n".join(lines if tail is None else lines[-tail:]))
         return "\n".join(parts)
-
-    def _tails(self) -> str:
-        return self.logs(tail=60, files=("model_log.log", "ts_log.log"))
 
 
 def _link_or_copy(src: str, dst: str) -> str:

@@ -107,10 +107,7 @@ def open_archive(path: str | Path, warnings: tuple[str, ...] = ()) -> ArchiveInf
         return _open_zip(p, warnings)
     if _is_tar(p):
         return _open_tar(p, warnings)
-    raise ArchiveError(
-        f"{p}: not a model archive (neither a zip .mar, a .tar.gz nor a folder). A .pt file is a "
-        "model, not an archive: package it with %mar_build --serialized-file."
-    )
+    raise _not_an_archive(p)
 
 
 def _is_tar(p: Path) -> bool:
@@ -128,10 +125,24 @@ def _stem(p: Path) -> str:
     return name
 
 
+def _not_an_archive(p: Path) -> ArchiveError:
+    return ArchiveError(
+        f"{p}: not a model archive (neither a zip .mar, a .tar.gz nor a folder). A .pt file is a "
+        "model, not an archive: package it with %mar_build --serialized-file."
+    )
+
+
+def _is_torch_file(names: list[str]) -> bool:
+    """torch.save and TorchScript files are zips too: one top folder holding data.pkl or constants.pkl."""
+    return bool(tar_prefix(names)) and any(n.endswith(("/data.pkl", "/constants.pkl")) for n in names)
+
+
 def _open_zip(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
     with zipfile.ZipFile(p) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         manifest = parse_manifest(zf.read(MANIFEST_PATH), str(p)) if MANIFEST_PATH in zf.NameToInfo else None
+    if manifest is None and _is_torch_file([i.filename for i in infos]):
+        raise _not_an_archive(p)
     files = tuple(
         ArchiveFile(
             i.filename, i.file_size, i.compress_size, "deflate" if i.compress_type == zipfile.ZIP_DEFLATED else "stored"

@@ -51,8 +51,7 @@ def test_existing_archive_needs_force(assets: Path, tmp_path: Path) -> None:
     build_archive("m", "1", str(assets / "func_handler.py"), export_path=tmp_path)
     msg = fails(tmp_path, "m", "1", str(assets / "func_handler.py"))
     assert (
-        msg
-        == f"{tmp_path}/m.mar already exists. Pass -f/--force to overwrite it, "
+        msg == f"{tmp_path}/m.mar already exists. Pass -f/--force to overwrite it, "
         "or choose another --model-name or --export-path."
     )
 

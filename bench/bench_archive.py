@@ -27,7 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -94,13 +96,13 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Run:
-    """One timed build. ``peak_rss_mb`` and ``cpu_s`` are the kernel's own accounting (wait4)."""
+    """One timed build: wall clock, CPU time (wait4) and peak RSS (sampled high-water mark)."""
 
     tool: str
     order: int  # 0: ran first in its iteration, 1: second
     wall_s: float
     cpu_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float | None
     rc: int
     size_bytes: int | None
     stderr_tail: str
@@ -140,7 +142,10 @@ def _cache_valid(weights: Path, stamp: Path, expected: dict[str, int]) -> bool:
 
 
 def _generate_weights(inputs: Inputs, numel: int) -> None:
-    import torch  # only here: a cached run never pays torch's import in the timing process
+    # Imported only here: a cached run never carries torch in the process that times the builds.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without numpy: harmless
+        import torch
 
     print(f"generating {N_TENSORS} x {numel:,} float32 (seed {SEED}) -> {inputs.weights}", flush=True)
     torch.manual_seed(SEED)
@@ -190,20 +195,63 @@ def our_command(fmt: str, inputs: Inputs, out: Path) -> list[str]:
     return [sys.executable, "-c", OURS_SNIPPET, *args]
 
 
-def timed(cmd: list[str]) -> tuple[float, float, float, int, str]:
+class PeakRss:
+    """Samples a child's peak RSS every 50 ms on a thread, from its own high-water mark.
+
+    Not wait4's ``ru_maxrss``: Linux carries the pre-exec image (a copy of this benchmark process,
+    torch and all) into it. ``VmHWM`` belongs to the post-exec process alone and only grows, so a
+    sample misses at most the last 50 ms of growth; without ``/proc``, psutil's current RSS is polled.
+    """
+
+    INTERVAL = 0.05
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self.peak_kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float | None:
+        self._done.set()
+        self._thread.join()
+        return round(self.peak_kib / 1024, 1) if self.peak_kib else None
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            self.peak_kib = max(self.peak_kib, self._sample())
+            self._done.wait(self.INTERVAL)
+
+    def _sample(self) -> int:
+        try:
+            with open(f"/proc/{self._pid}/status") as fh:
+                return next((int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")), 0)
+        except (OSError, ValueError):
+            pass
+        try:
+            import psutil  # type: ignore[import-untyped]
+
+            return int(psutil.Process(self._pid).memory_info().rss // 1024)
+        except Exception:  # psutil missing, or the child already gone: nothing to add
+            return 0
+
+
+def timed(cmd: list[str]) -> tuple[float, float, float | None, int, str]:
     """Run ``cmd``; return wall s, CPU s, peak RSS MB, exit code and the tail of stderr."""
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
+        # Popen returns once the child has exec'd, so the sampler never sees this process's image.
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        # wait4 rather than polling: the kernel reports the exact peak RSS (a 50 ms poll can miss a
-        # short peak) and the CPU time, and the wall clock stops the moment the child exits.
+        sampler = PeakRss(proc.pid)
+        # wait4 rather than Popen.wait: the clock stops the moment the child exits, and the kernel
+        # reports its CPU time (user + system, all threads).
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        peak_mb = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read()[-600:].decode(errors="replace")
-    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
-    return wall, usage.ru_utime + usage.ru_stime, round(peak_mb, 1), proc.returncode, tail
+    return wall, usage.ru_utime + usage.ru_stime, peak_mb, proc.returncode, tail
 
 
 def output_size(path: Path) -> int | None:
@@ -261,14 +309,15 @@ def summarize_format(fmt: str, runs: dict[str, list[Run]], commands: dict[str, l
 
 def _side_summary(runs: list[Run], cmd: list[str]) -> dict[str, Any]:
     good = [r for r in runs if r.rc == 0]
-    sizes = sorted({r.size_bytes for r in good if r.size_bytes is not None})
+    sizes = sorted(r.size_bytes for r in good if r.size_bytes is not None)
     return {
         "ok": len(good) == len(runs) and bool(sizes),
         "wall_s": stats([r.wall_s for r in good]),
         "cpu_s": stats([r.cpu_s for r in good]),
-        "peak_rss_mb": stats([r.peak_rss_mb for r in good]),
-        "size_bytes": sizes[len(sizes) // 2] if sizes else None,
-        "sizes_differ": len(sizes) > 1,  # a build should be byte-for-byte the same size every time
+        "peak_rss_mb": stats([r.peak_rss_mb for r in good if r.peak_rss_mb is not None]),
+        "size_bytes": statistics.median_low(sizes) if sizes else None,  # a size some run really had
+        # Sizes can differ between runs when a format stores mtimes that deflate differently (tar).
+        "size_bytes_range": [sizes[0], sizes[-1]] if sizes else None,
         "command": cmd,
         "runs": [asdict(r) for r in runs],
     }
@@ -424,6 +473,16 @@ def render_resources(formats: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def render_size_notes(formats: dict[str, Any]) -> str:
+    notes = []
+    for fmt, r in formats.items():
+        for tool, name in (("ref", "reference"), ("ours", "ours")):
+            span = r[tool]["size_bytes_range"]
+            if span and span[0] != span[1]:
+                notes.append(f"{name} `{fmt}` {span[0]:,}–{span[1]:,} B")
+    return "Output size varied between runs: " + "; ".join(notes) + "." if notes else ""
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     cfg, m, formats = result["config"], result["machine"], result["formats"]
     load = result["load_average"]
@@ -436,13 +495,16 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Input: {N_TENSORS} × {cfg['numel']:,} float32 `torch.randn` (seed {SEED}), `torch.save` file "
         f"{cfg['weights_bytes']:,} B, page cache warm. {cfg['repeats']} runs per tool and format, the two tools "
         "interleaved, each run a fresh subprocess. Load average (1/5/15 min): "
-        f"{'/'.join(map(str, load['start']))} at start, {'/'.join(map(str, load['end']))} at end.",
+        f"{'/'.join(map(str, load['start']))} at start, {'/'.join(map(str, load['end']))} at end, "
+        f"highest 1-min value seen {max(v[0] for v in load.values())} (the machine may run other work).",
         "",
         render_table(formats),
         "",
         target_line(formats["default"]) if "default" in formats else "TARGET default: not measured",
         "",
-        "Per-run kernel accounting (median): CPU time (user + system) and peak RSS.",
+        *([note, ""] if (note := render_size_notes(formats)) else []),
+        "Resources per build (median): CPU time (user + system, all threads) and peak RSS "
+        "(`VmHWM`, sampled every 50 ms).",
         "",
         render_resources(formats),
         "",

@@ -6,10 +6,11 @@ traceback; anything unexpected keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -17,7 +18,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
 from ts_notebook.archive import ArchiveInfo, export_model, extract_archive, open_archive
-from ts_notebook.archive.build import plan_archive, write_plan
+from ts_notebook.archive.build import write_plan
+from ts_notebook.archive.cli import archiver_parser, plan_from_args
 from ts_notebook.archive.inspect import InspectReport
 from ts_notebook.errors import TsNotebookError
 
@@ -34,6 +36,23 @@ def _user_errors(fn: F) -> F:
             raise UsageError(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _UsageParser(argparse.ArgumentParser):
+    """Argument errors become UsageError (message, no traceback) instead of exiting the kernel."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+
+_MAR_BUILD_PARSER = archiver_parser(prog="%mar_build", parser_class=_UsageParser)
+
+
+def _parse_archiver_line(line: str) -> Any:
+    try:
+        return _MAR_BUILD_PARSER.parse_args(arg_split(line, posix=True))
+    except SystemExit:  # -h printed the help; nothing to build
+        return None
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -60,32 +79,9 @@ def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
 class TsNotebookMagics(Magics):
     """The ts_notebook magics (``%mar_build``, ``%mar_inspect``)."""
 
-    @magic_arguments()
-    @argument("--model-name", required=True, help="Model name; the archive is MODEL_NAME.mar. Letters, digits, _ - .")
-    @argument("-v", "--version", required=True, help="Model version, e.g. 1.0 (required, as in torch-model-archiver).")
-    @argument("--serialized-file", help="Weights: a state_dict .pt/.pth, a TorchScript .pt, .onnx, ...")
-    @argument("--model-file", help="Python file with exactly one torch.nn.Module class (eager models).")
-    @argument(
-        "--handler",
-        required=True,
-        help="Built-in handler name (image_classifier, ...), path/handler.py, path/module or path/module:function.",
-    )
-    @argument("--extra-files", help="Comma-separated files, folders (their contents) or globs, flattened to the root.")
-    @argument("--runtime", default="python", choices=["python", "python3", "LSP"], help="Runtime (default python).")
-    @argument("--export-path", help="Folder to write the archive to (default: the current folder).")
-    @argument(
-        "--archive-format",
-        default="default",
-        choices=["tgz", "no-archive", "zip-store", "default"],
-        help="default: .mar zip; zip-store: .mar without compression; tgz: .tar.gz; no-archive: a folder.",
-    )
-    @argument("-f", "--force", action="store_true", help="Overwrite an existing archive of the same name.")
-    @argument("-r", "--requirements-file", help="requirements.txt to ship inside the archive.")
-    @argument("-c", "--config-file", help="model-config.yaml (workers, batching, timeouts, handler settings).")
-    @argument("--model-path", help="MMS-style: pack this whole folder (minus hidden and build files).")
     @line_magic
     @_user_errors
-    def mar_build(self, line: str) -> ArchiveInfo:
+    def mar_build(self, line: str) -> ArchiveInfo | None:
         """Build a TorchServe model archive; same flags and meaning as torch-model-archiver 0.12.
 
         Everything is checked before anything is written; a failed build leaves nothing behind.
@@ -96,22 +92,10 @@ class TsNotebookMagics(Magics):
             %mar_build --model-name tiny --version 1.0 --model-file model.py \\
                 --serialized-file tiny.pth --handler handler.py --extra-files index_to_name.json
         """
-        args = _parse(self.mar_build, line)
-        plan = plan_archive(
-            args.model_name,
-            args.version,
-            args.handler,
-            serialized_file=args.serialized_file,
-            model_file=args.model_file,
-            extra_files=args.extra_files,
-            runtime=args.runtime,
-            export_path=args.export_path,
-            archive_format=args.archive_format,
-            force=args.force,
-            requirements_file=args.requirements_file,
-            config_file=args.config_file,
-            model_path=args.model_path,
-        )
+        args = _parse_archiver_line(line)
+        if args is None:
+            return None
+        plan = plan_from_args(args)
         with _progress(plan.total_bytes, f"building {plan.target.name}") as bar:
             return write_plan(plan, bar)
 
@@ -137,3 +121,6 @@ class TsNotebookMagics(Magics):
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None
         return InspectReport.of(info, extracted=extracted, exported=exported)
+
+
+TsNotebookMagics.mar_build.__doc__ = f"{TsNotebookMagics.mar_build.__doc__}\n{_MAR_BUILD_PARSER.format_help()}"

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
 
 from ts_notebook.archive import ArchiveInfo, export_model, extract_archive, open_archive
 from ts_notebook.archive.build import write_plan
 from ts_notebook.archive.cli import archiver_parser, plan_from_args
 from ts_notebook.archive.inspect import InspectReport
 from ts_notebook.errors import TsNotebookError
+from ts_notebook.handler.workspace import Workspace, requests_for_test
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_BAR_BYTES = 64 << 20  # smaller builds finish before a bar would be worth drawing
@@ -50,14 +51,21 @@ _MAR_BUILD_PARSER = archiver_parser(prog="%mar_build", parser_class=_UsageParser
 
 def _parse_archiver_line(line: str) -> Any:
     try:
-        return _MAR_BUILD_PARSER.parse_args(arg_split(line, posix=True))
+        return _MAR_BUILD_PARSER.parse_args(shlex.split(line))
     except SystemExit:  # -h printed the help; nothing to build
         return None
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--header {text!r}: write it as NAME=VALUE, e.g. --header X-Mode=echo")
+    return key, value
+
+
 def _parse(magic: Any, line: str) -> Any:
     """Split like a POSIX shell, so quoted paths lose their quotes (IPython's default keeps them)."""
-    return magic.parser.parse_args(arg_split(line, posix=True))
+    return magic.parser.parse_args(shlex.split(line))
 
 
 @contextmanager
@@ -77,7 +85,65 @@ def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
 
 @magics_class
 class TsNotebookMagics(Magics):
-    """The ts_notebook magics (``%mar_build``, ``%mar_inspect``)."""
+    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``)."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        """The notebook's handler workspace, made in the current folder on first use."""
+        if self._workspace is None:
+            self._workspace = Workspace()
+        return self._workspace
+
+    @magic_arguments()
+    @argument("name", help="Handler name: the file is NAME.py; %%mar_build --handler NAME packages it.")
+    @argument("--model-dir", metavar="DIR", help="What the handler sees as model_dir (and its MAR-INF/MANIFEST.json).")
+    @argument("--archive", metavar="PATH", help="Use this archive's contents as model_dir and its manifest.")
+    @argument("--test", metavar="PAYLOAD", help="Run the handler in this kernel on this request body.")
+    @argument("--test-file", metavar="PATH", help="Run the handler on the bytes of this file.")
+    @argument("--content-type", help="Content type of the test request (default: JSON if it parses, else text/plain).")
+    @argument("--header", action="append", default=[], metavar="K=V", help="Request header (repeatable).")
+    @argument("--batch", type=int, default=1, metavar="N", help="Send the request N times as one batch.")
+    @cell_magic
+    @_user_errors
+    def handler(self, line: str, cell: str) -> Any:
+        """Write a TorchServe handler in a cell: check it, save it, and optionally dry-run it here.
+
+        The cell is compiled (a syntax error names the cell line), its entry point resolved with
+        TorchServe's rules, and it is saved as NAME.py in the notebook's workspace so that
+        ``%mar_build --handler NAME`` packages it. With ``--test`` or ``--test-file`` it runs in this
+        kernel against a TorchServe-style Context and returns a trace: the context and manifest it
+        got, the exact ``data`` list, each stage's output and time, and on failure the exception
+        with the handler line that raised. Re-running the cell reloads the handler.
+
+        Example::
+
+            %%handler tiny --archive tiny.mar --test '{"input": [1, 2, 3, 4]}' --batch 2
+            from ts.torch_handler.base_handler import BaseHandler
+            class TinyHandler(BaseHandler):
+                ...
+        """
+        args = _parse(self.handler, line)
+        saved = self.workspace.save(args.name, cell)
+        if args.test is None and args.test_file is None:
+            return saved
+        headers = dict(_key_value(h) for h in args.header)
+        requests = requests_for_test(args.test, args.test_file, args.content_type, headers, args.batch)
+        target = self.workspace.model_dir(args.name, model_dir=args.model_dir, archive=args.archive)
+        from ts_notebook.handler.trace import dry_run
+
+        return dry_run(
+            args.name,
+            target.path,
+            requests,
+            model_name=target.model_name,
+            manifest=target.manifest,
+            model_yaml_config=target.model_yaml_config,
+            handler_dir=saved.path.parent,
+        )
 
     @line_magic
     @_user_errors
@@ -95,6 +161,8 @@ class TsNotebookMagics(Magics):
         args = _parse_archiver_line(line)
         if args is None:
             return None
+        if self._workspace is not None:
+            args.handler = self._workspace.resolve(args.handler)
         plan = plan_from_args(args)
         with _progress(plan.total_bytes, f"building {plan.target.name}") as bar:
             return write_plan(plan, bar)

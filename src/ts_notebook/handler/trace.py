@@ -1,0 +1,244 @@
+"""Dry-run a handler in this process, stage by stage, as TorchServe's worker would run it.
+
+The trace records the Context the handler got, the exact ``data`` list, each stage it ran
+(``initialize``, then ``preprocess`` / ``inference`` / ``postprocess`` inside ``handle`` for class
+handlers, or ``handle`` for function handlers) with its output and time, and on failure the
+exception with the handler line that raised. Stages are observed by wrapping the instance's own
+methods, so a custom ``handle`` that calls them in its own way is traced as it really runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ts_notebook.errors import HandlerError
+from ts_notebook.handler.compat import ts_compat
+from ts_notebook.handler.context import Context, MetricRecord
+from ts_notebook.handler.load import EntryPoint, Where, dirs_on_path, import_handler_module, locate
+from ts_notebook.handler.load import resolve_entry_point as _resolve
+from ts_notebook.handler.payload import Request, batch_of
+from ts_notebook.handler.summary import summarize
+
+STAGES = ("preprocess", "inference", "postprocess")
+
+
+@dataclass
+class Stage:
+    """One stage that ran: its output (kept as is in ``output``) and how long it took."""
+
+    name: str
+    seconds: float
+    output: Any = None
+    summary: str = ""
+    ok: bool = True
+
+
+@dataclass
+class Failure:
+    """What went wrong: the stage, the exception, and the handler line that raised."""
+
+    stage: str
+    error_type: str
+    message: str
+    where: Where | None
+    traceback: str
+
+    def __str__(self) -> str:
+        at = f" at {self.where}" if self.where else ""
+        return f"{self.stage} failed{at}\n{self.error_type}: {self.message}"
+
+
+@dataclass
+class Trace:
+    """Everything a dry run saw. The value of a ``%%handler`` cell with ``--test``."""
+
+    handler: str
+    model_name: str
+    system_properties: dict[str, Any]
+    manifest: dict[str, Any] | None
+    model_yaml_config: dict[str, Any]
+    data: list[dict[str, Any]]
+    headers: list[dict[str, Any]]
+    request_ids: dict[int, str]
+    entry_kind: str = ""
+    stages: list[Stage] = field(default_factory=list)
+    result: Any = None
+    failure: Failure | None = None
+    metrics: list[MetricRecord] = field(default_factory=list)
+    intermediate: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def stage(self, name: str) -> Stage:
+        """The last run of the named stage (KeyError if it did not run)."""
+        for s in reversed(self.stages):
+            if s.name == name:
+                return s
+        raise KeyError(f"stage {name!r} did not run; ran: {[s.name for s in self.stages]}")
+
+    def to_text(self) -> str:
+        from ts_notebook.handler.render import trace_text
+
+        return trace_text(self)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        from ts_notebook.handler.render import trace_html
+
+        return trace_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self._repr_html_()}
+        try:
+            from ts_notebook.widgets.trace import TraceView
+        except ImportError:  # ipywidgets is an optional extra: the HTML is the fallback
+            return bundle
+        widget_bundle = TraceView(self)._repr_mimebundle_(include, exclude) or {}
+        view = widget_bundle.get("application/vnd.jupyter.widget-view+json")
+        if view is not None:
+            bundle["application/vnd.jupyter.widget-view+json"] = view
+        return bundle
+
+
+@contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _record(trace: Trace, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            out = fn(*args, **kwargs)
+        except BaseException:
+            trace.stages.append(Stage(name, time.perf_counter() - start, None, "raised", ok=False))
+            raise
+        trace.stages.append(Stage(name, time.perf_counter() - start, out, summarize(out)))
+        return out
+
+    return wrapper
+
+
+def _fail(trace: Trace, stage: str, exc: BaseException, roots: tuple[Path, ...]) -> Trace:
+    failed = next((s.name for s in reversed(trace.stages) if not s.ok), stage)
+    cause = exc.__cause__ if isinstance(exc, HandlerError) and exc.__cause__ is not None else exc
+    trace.failure = Failure(
+        failed,
+        type(cause).__name__,
+        str(exc) if isinstance(exc, HandlerError) else str(cause),
+        locate(cause, roots),
+        "".join(traceback.format_exception(cause)),
+    )
+    return trace
+
+
+def check_batch_result(result: Any, batch: int) -> str | None:
+    """TorchServe's batch contract: a list with one answer per request. None when it holds."""
+    if not isinstance(result, list):
+        return (
+            f"handle returned a {type(result).__name__}, not a list: TorchServe needs a list with one answer per "
+            f"request (batch of {batch}). Wrap it: return [answer] (or one item per request)."
+        )
+    if len(result) != batch:
+        return (
+            f"handle returned a list of {len(result)} for a batch of {batch}: TorchServe fails such a batch with "
+            "'number of batch response mismatched'. Return exactly one answer per request in data."
+        )
+    return None
+
+
+def dry_run(
+    handler: str,
+    model_dir: str | Path,
+    requests: list[Request],
+    *,
+    model_name: str,
+    manifest: dict[str, Any] | None,
+    model_yaml_config: dict[str, Any] | None = None,
+    handler_dir: Path | None = None,
+) -> Trace:
+    """Load ``handler`` from ``model_dir`` and run one batch of ``requests`` through it.
+
+    ``handler_dir`` is searched before the model dir (a ``%%handler`` cell is saved in the
+    notebook's workspace, not in the user's model folder). Never raises for a handler problem: the
+    failure is in ``Trace.failure`` with the stage, the exception and the handler line.
+    """
+    root = Path(model_dir).resolve()
+    roots = (root,) if handler_dir is None else (handler_dir.resolve(), root)
+    data, processors, ids = batch_of(requests)
+    context = Context(model_name, str(root), manifest, len(requests), None, model_yaml_config=model_yaml_config)
+    context.intermediate_responses = []  # type: ignore[attr-defined]
+    trace = Trace(
+        handler,
+        model_name,
+        dict(context.system_properties),
+        manifest,
+        context.model_yaml_config,
+        data,
+        [r.headers for r in requests],
+        ids,
+    )
+    with ts_compat(), dirs_on_path(*roots), _working_dir(root):
+        try:
+            entry = _load(trace, handler, roots, context)
+        except BaseException as exc:
+            return _fail(trace, "initialize", exc, roots)
+        context.request_ids = ids
+        context.request_processor = processors
+        context.metrics.set_request_ids(ids)
+        handle = _record(trace, "handle", entry.handle) if entry.kind == "function" else entry.handle
+        try:
+            trace.result = handle(data, context)
+        except BaseException as exc:
+            return _fail(trace, "handle", exc, roots)
+        finally:
+            trace.metrics = list(context.metrics.records)
+            trace.intermediate = list(context.intermediate_responses)  # type: ignore[attr-defined]
+            trace.responses = [
+                {
+                    "status": p.get_response_status_code(),
+                    "phrase": p.get_response_status_phrase(),
+                    "headers": dict(p.get_response_headers()),
+                }
+                for p in processors
+            ]
+    problem = check_batch_result(trace.result, len(requests))
+    if problem is not None:
+        trace.failure = Failure("handle", "BatchContractError", problem, None, "")
+    return trace
+
+
+def _load(trace: Trace, handler: str, roots: tuple[Path, ...], context: Context) -> EntryPoint:
+    start = time.perf_counter()
+    module = import_handler_module(handler, *roots)
+    entry = _resolve(handler, module)
+    trace.entry_kind = entry.kind
+    if entry.instance is not None:
+        for name in STAGES:
+            method = getattr(entry.instance, name, None)
+            if callable(method):
+                setattr(entry.instance, name, _record(trace, name, method))
+        if not callable(getattr(entry.instance, "initialize", None)):
+            raise HandlerError(f"class {entry.name} has no initialize(context) method; TorchServe calls it at load.")
+    _record(trace, "initialize", entry.initialize)(context)
+    trace.stages[-1].seconds = time.perf_counter() - start  # loading counts as part of initialize
+    return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PREVIEW = 120
@@ -9,6 +10,17 @@ PREVIEW = 120
 
 def _clip(text: str, limit: int = PREVIEW) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        return f"{type(value).__name__}[{', '.join(str(d) for d in shape)}] {str(value.dtype).removeprefix('torch.')}"
+    return _clip(repr(value), 40)
+
+
+def _fields(mapping: Mapping[Any, Any]) -> str:
+    return _clip(", ".join(f"{k}: {_short(v)}" for k, v in mapping.items()), 2 * PREVIEW)
 
 
 def summarize(value: Any) -> str:
@@ -24,8 +36,10 @@ def summarize(value: Any) -> str:
         except Exception:  # a meta or sparse tensor has no list form
             preview = "…"
         return f"{kind}[{dims}] {dtype}{device}: {_clip(preview)}"
-    if isinstance(value, dict) and hasattr(value, "keys") and kind not in ("dict",):
-        return f"{kind}{{{', '.join(map(str, list(value.keys())[:8]))}}}: {_clip(repr(value))}"
+    if not isinstance(value, dict) and isinstance(value, Mapping):  # e.g. a tokenizer's BatchEncoding
+        return f"{kind}{{{_fields(value)}}}"
+    if isinstance(value, dict) and any(hasattr(v, "shape") for v in value.values()):
+        return f"dict{{{_fields(value)}}}"
     if isinstance(value, (list, tuple, dict, set, str, bytes, bytearray)):
         return f"{kind}[{len(value)}]: {_clip(repr(value))}"
     return f"{kind}: {_clip(repr(value))}"

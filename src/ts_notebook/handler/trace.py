@@ -106,7 +106,7 @@ class Trace:
             from ts_notebook.widgets.trace import TraceView
         except ImportError:  # ipywidgets is an optional extra: the HTML is the fallback
             return bundle
-        widget_bundle = TraceView(self)._repr_mimebundle_(include, exclude) or {}
+        widget_bundle = TraceView(self)._repr_mimebundle_() or {}
         view = widget_bundle.get("application/vnd.jupyter.widget-view+json")
         if view is not None:
             bundle["application/vnd.jupyter.widget-view+json"] = view

@@ -1,0 +1,68 @@
+"""The notebook loop against real TorchServe: a ``%%handler`` cell, dry-run in the kernel, packaged
+with ``%mar_build --handler NAME``, answers in TorchServe 0.12.0 exactly as the dry run did."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from tests.assets import HANDLER_PY
+
+from .torchserve import TorchServe
+
+pytestmark = pytest.mark.compat
+
+PAYLOAD = '{"input": [1, 2, 3, 4]}'
+
+
+@pytest.fixture
+def shell(in_tmp: Path) -> Iterator[InteractiveShell]:
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "ts_notebook")
+    ip.run_line_magic("reload_ext", "ts_notebook")
+    yield ip
+
+
+def test_handler_cell_packaged_answers_like_its_dry_run(
+    shell: InteractiveShell, torchserve: TorchServe, model_assets: Path, in_tmp: Path
+) -> None:
+    a = model_assets
+    weights = f"--model-file {a}/model.py --serialized-file {a}/tiny_state.pth"
+    shell.run_line_magic("mar_build", f"--model-name weights_only -v 1 {weights} --handler base_handler")
+    trace = shell.run_cell_magic("handler", f"tiny_cell --archive weights_only.mar --test '{PAYLOAD}'", HANDLER_PY)
+    assert trace.ok, trace.failure
+
+    info = shell.run_line_magic("mar_build", f"--model-name tiny_cell -v 1 {weights} --handler tiny_cell")
+    assert info.manifest.handler == "tiny_cell.py"
+    torchserve.register(info.path)
+    try:
+        status, body = torchserve.predict("tiny_cell", PAYLOAD.encode())
+    finally:
+        torchserve.unregister("tiny_cell")
+    assert status == 200, body
+    assert json.loads(body) == trace.result[0]
+
+
+def test_function_handler_cell_answers_like_its_dry_run(
+    shell: InteractiveShell, torchserve: TorchServe, in_tmp: Path
+) -> None:
+    cell = (
+        "def handle(data, context):\n"
+        "    if data is None:\n"
+        "        return None\n"
+        "    return [{'got': row['body'], 'type': type(row['body']).__name__} for row in data]\n"
+    )
+    trace = shell.run_cell_magic("handler", "shout --test 'hello there'", cell)
+    assert trace.ok, trace.failure
+    info = shell.run_line_magic("mar_build", "--model-name shout -v 1 --handler shout")
+    torchserve.register(info.path)
+    try:
+        status, body = torchserve.predict("shout", b"hello there", content_type="text/plain")
+    finally:
+        torchserve.unregister("shout")
+    assert status == 200, body
+    assert json.loads(body) == trace.result[0] == {"got": "hello there", "type": "str"}

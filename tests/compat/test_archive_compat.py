@@ -106,14 +106,10 @@ def test_our_archives_serve_like_the_reference_in_real_torchserve(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ref, ours = build_both(kind, fmt, "1.0", real_archiver, shell, model_assets, tmp_path, monkeypatch)
-    answers = []
-    for label, info in (("ref", ref), ("ours", ours)):
-        model_name = f"{info.manifest.model_name}_{label}"
-        torchserve.register(info.path, model_name=model_name)
-        try:
-            answers.append(torchserve.predict(model_name, REQUEST))
-        finally:
-            torchserve.unregister(model_name)
+    answers = [
+        torchserve.serve_once(info.path, f"{info.manifest.model_name}_{label}", REQUEST)
+        for label, info in (("ref", ref), ("ours", ours))
+    ]
     assert answers[0][0] == 200, answers[0]
     assert answers[1] == answers[0]  # same status, same bytes
     expected = tiny_model()(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))[0].tolist()
@@ -163,9 +159,5 @@ def test_parallel_deflated_big_member_is_read_by_torchserves_java_unzip(
     )
     big = next(f for f in info.files if f.name == "big_weights.pth")
     assert big.compression == "deflate" and big.compressed_size < 0.95 * big.size
-    torchserve.register(info.path)
-    try:
-        status, body = torchserve.predict("big_member", REQUEST)
-    finally:
-        torchserve.unregister("big_member")
+    status, body = torchserve.serve_once(info.path, "big_member", REQUEST)
     assert status == 200, body

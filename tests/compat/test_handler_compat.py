@@ -38,11 +38,7 @@ def test_handler_cell_packaged_answers_like_its_dry_run(
 
     info = shell.run_line_magic("mar_build", f"--model-name tiny_cell -v 1 {weights} --handler tiny_cell")
     assert info.manifest.handler == "tiny_cell.py"
-    torchserve.register(info.path)
-    try:
-        status, body = torchserve.predict("tiny_cell", PAYLOAD.encode())
-    finally:
-        torchserve.unregister("tiny_cell")
+    status, body = torchserve.serve_once(info.path, "tiny_cell", PAYLOAD.encode())
     assert status == 200, body
     assert json.loads(body) == trace.result[0]
 
@@ -59,10 +55,6 @@ def test_function_handler_cell_answers_like_its_dry_run(
     trace = shell.run_cell_magic("handler", "shout --test 'hello there'", cell)
     assert trace.ok, trace.failure
     info = shell.run_line_magic("mar_build", "--model-name shout -v 1 --handler shout")
-    torchserve.register(info.path)
-    try:
-        status, body = torchserve.predict("shout", b"hello there", content_type="text/plain")
-    finally:
-        torchserve.unregister("shout")
+    status, body = torchserve.serve_once(info.path, "shout", b"hello there", content_type="text/plain")
     assert status == 200, body
     assert json.loads(body) == trace.result[0] == {"got": "hello there", "type": "str"}

@@ -297,6 +297,16 @@ class TorchServe:
             "POST", f"{self.inference_url}/predictions/{urllib.parse.quote(name)}", body, content_type, timeout
         )
 
+    def serve_once(
+        self, archive: str | os.PathLike[str], model_name: str, body: bytes, content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        """Register `archive` as `model_name`, send one prediction, unregister; the prediction's answer."""
+        self.register(archive, model_name=model_name)
+        try:
+            return self.predict(model_name, body, content_type)
+        finally:
+            self.unregister(model_name)
+
     def logs(self, tail: int | None = None, files: tuple[str, ...] = LOG_FILES) -> str:
         """Console output, ts_log and model_log (last `tail` lines of each), each under a header."""
         parts = []

@@ -58,3 +58,57 @@ def test_function_handler_cell_answers_like_its_dry_run(
     status, body = torchserve.serve_once(info.path, "shout", b"hello there", content_type="text/plain")
     assert status == 200, body
     assert json.loads(body) == trace.result[0] == {"got": "hello there", "type": "str"}
+
+
+DRY_RUN_IN_REFERENCE_VENV = """
+import json, sys
+from ts_notebook.handler import dry_run, make_request
+from ts_notebook.handler.compat import real_torchserve_installed
+import ts.torch_handler.base_handler as real
+model_dir = sys.argv[1]
+manifest = json.load(open(model_dir + "/MAR-INF/MANIFEST.json"))
+trace = dry_run("handler.py", model_dir, [make_request(sys.argv[2], "application/json")], model_name="tiny",
+                manifest=manifest)
+print(json.dumps({"real": real_torchserve_installed(), "base": real.__file__, "ok": trace.ok,
+                  "failure": str(trace.failure), "result": trace.result, "stages": [s.name for s in trace.stages]}))
+"""
+
+
+def test_with_torchserve_installed_the_real_ts_classes_run_with_our_context(
+    ts_ref_venv: Path, model_assets: Path, tmp_path: Path
+) -> None:
+    """In an environment that has torchserve, handlers get the real BaseHandler, and it works with our Context."""
+    import subprocess
+
+    from ts_notebook.archive import build_archive, extract_archive
+    from ts_notebook.handler import dry_run, make_request
+
+    a = model_assets
+    info = build_archive(
+        "tiny",
+        "1.0",
+        str(a / "handler.py"),
+        model_file=str(a / "model.py"),
+        serialized_file=str(a / "tiny_state.pth"),
+        export_path=tmp_path,
+    )
+    model_dir = extract_archive(info.path, tmp_path / "model")
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [str(ts_ref_venv / "bin" / "python"), "-c", DRY_RUN_IN_REFERENCE_VENV, str(model_dir), PAYLOAD],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["real"] is True and got["base"].startswith(str(ts_ref_venv))
+    assert got["ok"], got["failure"]
+    assert got["stages"] == ["initialize", "preprocess", "inference", "postprocess"]
+    manifest = json.loads((model_dir / "MAR-INF/MANIFEST.json").read_text())
+    ours = dry_run(
+        "handler.py", model_dir, [make_request(PAYLOAD, "application/json")], model_name="tiny", manifest=manifest
+    )
+    assert got["result"] == ours.result

@@ -123,3 +123,21 @@ def test_mar_build_packages_a_handler_cell_by_name(shell: InteractiveShell, in_t
 def test_bad_header_option(shell: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="--header 'X-Mode': write it as NAME=VALUE"):
         shell.run_cell_magic("handler", "h --test 1 --header X-Mode", FUNC)
+
+
+def test_model_dir_option_gives_that_folder_and_its_manifest(
+    shell: InteractiveShell, tiny_mar: str, in_tmp: Path
+) -> None:
+    shell.run_line_magic("mar_inspect", f"{tiny_mar} --extract model_dir")
+    trace = shell.run_cell_magic(
+        "handler", """tiny_h --model-dir model_dir --test '{"input": [1, 2, 3, 4]}'""", HANDLER_PY
+    )
+    assert trace.ok, trace.failure
+    assert trace.system_properties["model_dir"] == str(in_tmp / "model_dir")
+    assert trace.manifest["model"]["handler"] == "tiny_h.py"  # as the archive %mar_build --handler tiny_h makes
+    assert not (in_tmp / "model_dir" / "tiny_h.py").exists()  # the user's folder is not written to
+
+
+def test_model_dir_and_archive_together_are_refused(shell: InteractiveShell, tiny_mar: str) -> None:
+    with pytest.raises(UsageError, match="pass --model-dir or --archive, not both"):
+        shell.run_cell_magic("handler", f"h --model-dir . --archive {tiny_mar} --test 1", FUNC)

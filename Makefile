@@ -38,7 +38,7 @@ pytest: venv compat-venv
 test: lint pytest
 
 lab: venv
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
 
 bench: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py

@@ -132,7 +132,7 @@ class Workspace:
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)
         target = self.root / "archives" / digest.hexdigest()[:16]
-        if not (target / "MAR-INF").is_dir() and not target.exists():
+        if not target.exists():  # keyed by content: an unchanged archive is extracted once
             extract_archive(archive, target)
         return target
 

@@ -50,16 +50,6 @@ N_TENSORS = 4
 SEED = 0
 READ_BLOCK = 16 << 20
 
-# Ours runs through `python -c` (there is no CLI module yet) so that it pays interpreter start-up
-# and imports exactly as the reference's console script does. Paths come in argv: no quoting.
-OURS_SNIPPET = (
-    "import sys\n"
-    "from ts_notebook.archive import build_archive\n"
-    "model, weights, handler, out, fmt = sys.argv[1:]\n"
-    "build_archive('big', '1.0', handler, serialized_file=weights, model_file=model,"
-    " export_path=out, archive_format=fmt, force=True)\n"
-)
-
 MODEL_SOURCE = '''"""BigNet: {n} float32 parameters of {numel:,} elements (~{mb} MB), for archive timing only."""
 
 import torch
@@ -191,8 +181,13 @@ def ref_command(ref_venv: Path, fmt: str, inputs: Inputs, out: Path) -> list[str
 
 
 def our_command(fmt: str, inputs: Inputs, out: Path) -> list[str]:
-    args = [str(inputs.model_file), str(inputs.weights), str(inputs.handler), str(out), fmt]
-    return [sys.executable, "-c", OURS_SNIPPET, *args]
+    """Our drop-in CLI with the very same flags, so both sides pay interpreter start-up and imports."""
+    return [
+        str(Path(sys.executable).with_name("ts-notebook-archive")),
+        *("--model-name", "big", "--version", "1.0"),
+        *("--model-file", str(inputs.model_file), "--serialized-file", str(inputs.weights)),
+        *("--handler", str(inputs.handler), "--export-path", str(out), "--archive-format", fmt, "-f"),
+    ]
 
 
 class PeakRss:

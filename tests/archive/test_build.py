@@ -239,3 +239,31 @@ def test_the_archive_is_never_packed_into_itself(assets: Path, in_tmp: Path) -> 
     build_archive("self", "1", "func_handler.py", extra_files=".")
     info = build_archive("self", "1", "func_handler.py", extra_files=".", force=True)
     assert set(info.names) == {"func_handler.py"}
+
+
+def test_tgz_packs_symlinked_inputs_as_files(assets: Path, tmp_path: Path) -> None:
+    """Hugging Face caches hand out symlinks to blobs; the archive must hold the bytes."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "abc").write_bytes(b"weights")
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "snap" / "weights.pt").symlink_to("../blobs/abc")
+    out = tmp_path / "out"
+    out.mkdir()
+    info = build_archive(
+        "m",
+        "1",
+        str(assets / "func_handler.py"),
+        serialized_file=str(tmp_path / "snap" / "weights.pt"),
+        export_path=out,
+        archive_format="tgz",
+    )
+    with tarfile.open(info.path) as tar:
+        member = tar.getmember("m/weights.pt")
+        assert member.isfile() and tar.extractfile(member).read() == b"weights"  # type: ignore[union-attr]
+
+
+def test_overlong_model_name_is_refused_before_touching_the_disk(assets: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="is 300 characters; keep it to 200 or fewer"):
+        build_archive("m" * 300, "1", str(assets / "func_handler.py"), export_path=tmp_path)
+    assert os.listdir(tmp_path) == []

@@ -124,7 +124,11 @@ def test_handler_with_two_classes_and_no_handle(tmp_path: Path, in_tmp: Path) ->
 
 def test_handler_function_must_exist(assets: Path, tmp_path: Path) -> None:
     msg = fails(tmp_path, "m", "1", f"{assets}/func_handler:missing")
-    assert "no top-level function 'missing' (found: handle, my_entry)" in msg
+    assert "no top-level function 'missing', and TorchServe needs a top-level missing(data, context) function" in msg
+    assert msg.endswith(
+        "or exactly one class in the module, found no class. Move helper classes to another module "
+        "(add it with --extra-files) or name the entry point as module:function."
+    )
 
 
 def test_handler_syntax_error_points_at_the_line(tmp_path: Path, in_tmp: Path) -> None:

@@ -150,3 +150,62 @@ def test_tgz_read_strips_the_model_folder(assets: Path, tmp_path: Path) -> None:
     shutil.move(info.path, tmp_path / "renamed.tar.gz")
     again = open_archive(tmp_path / "renamed.tar.gz")
     assert set(again.names) == {"handler.py", "model.py", "tiny_state.pth"}
+
+
+def test_huge_manifest_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.mar"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("MAR-INF/MANIFEST.json", b" " * (2 << 20))
+    with pytest.raises(ArchiveError, match=r"MAR-INF/MANIFEST.json is 2097152 bytes, over the 1048576 bytes"):
+        open_archive(path)
+
+
+def test_shape_mismatch_on_export_is_an_archive_error(assets: Path, tmp_path: Path) -> None:
+    torch.save(
+        {
+            "fc1.weight": torch.zeros(9, 4),
+            "fc1.bias": torch.zeros(8),
+            "fc2.weight": torch.zeros(3, 8),
+            "fc2.bias": torch.zeros(3),
+        },
+        tmp_path / "shape.pth",
+    )
+    info = build_archive(
+        "s",
+        "1",
+        str(assets / "handler.py"),
+        model_file=str(assets / "model.py"),
+        serialized_file=str(tmp_path / "shape.pth"),
+        export_path=tmp_path,
+    )
+    with pytest.raises(
+        ArchiveError, match=r"(?s)shape.pth does not fit TinyNet from model.py: .*size mismatch for fc1.weight"
+    ):
+        export_model(info.path, tmp_path / "out.pt")
+
+
+def test_export_imports_each_archives_own_helpers(assets: Path, tmp_path: Path) -> None:
+    import sys
+
+    for width in (4, 8):
+        src = tmp_path / f"src{width}"
+        src.mkdir()
+        (src / "layers.py").write_text(f"WIDTH = {width}\n")
+        (src / "model.py").write_text(
+            "import torch\nimport layers\n\n\nclass Net(torch.nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n"
+            "        self.fc = torch.nn.Linear(layers.WIDTH, 2)\n"
+        )
+        torch.save({"fc.weight": torch.zeros(2, width), "fc.bias": torch.zeros(2)}, src / "w.pth")
+        build_archive(
+            f"n{width}",
+            "1",
+            str(assets / "func_handler.py"),
+            model_file=str(src / "model.py"),
+            serialized_file=str(src / "w.pth"),
+            extra_files=str(src / "layers.py"),
+            export_path=tmp_path,
+        )
+    assert export_model(tmp_path / "n4.mar", tmp_path / "n4.pt").kind == "state_dict"
+    assert export_model(tmp_path / "n8.mar", tmp_path / "n8.pt").kind == "state_dict"
+    assert "layers" not in sys.modules

@@ -114,7 +114,51 @@ def test_entry_point_rules(tmp_path: Path, source: str, fragment: str) -> None:
 
 def test_missing_function_after_colon(tmp_path: Path) -> None:
     trace = run(tmp_path, "def handle(d, c):\n    return d\n", spec="h:nope")
-    assert trace.failure is not None and "module h has no function 'nope'" in trace.failure.message
+    assert trace.failure is not None and "no function 'nope' in h, and TorchServe needs" in trace.failure.message
+
+
+def test_named_function_missing_falls_back_to_the_one_class_like_torchserve(tmp_path: Path) -> None:
+    trace = run(
+        tmp_path,
+        "class H:\n    def initialize(self, ctx):\n        pass\n\n    def handle(self, data, ctx):\n"
+        "        return [1 for _ in data]\n",
+        spec="h:handle",
+    )
+    assert trace.ok and trace.entry_kind == "class"
+
+
+def test_imported_handle_counts_as_the_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "common.py").write_text("def handle(data, context):\n    return None if data is None else ['shared']\n")
+    trace = run(tmp_path, "from common import handle\n")
+    assert trace.ok and trace.result == ["shared"]
+
+
+def test_dry_run_leaves_the_kernels_modules_and_path_alone(tmp_path: Path) -> None:
+    import torch
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, value in ((a, 1), (b, 2)):
+        folder.mkdir()
+        (folder / "model.py").write_text(f"VALUE = {value}\n")
+        (folder / "h.py").write_text(
+            "import sys\nimport model\n\ndef handle(data, context):\n"
+            "    sys.path.insert(0, '/tmp/leaked')\n    return None if data is None else [model.VALUE]\n"
+        )
+    modules, path = set(sys.modules), list(sys.path)
+    assert dry_run("h", a, [REQ], model_name="m", manifest=None).result == [1]
+    assert dry_run("h", b, [REQ], model_name="m", manifest=None).result == [2]  # not a's cached model.py
+    assert set(sys.modules) == modules and sys.path == path
+    # A model dir that holds a virtualenv, or is a site-packages, must not unload the kernel's torch.
+    (tmp_path / "h2.py").write_text("import torch\n\ndef handle(data, context):\n    return [torch.__name__]\n")
+    for folder in (Path(torch.__file__).parents[2], Path(torch.__file__).parents[1]):
+        assert dry_run("h2", folder, [REQ], model_name="m", manifest=None, handler_dir=tmp_path).ok
+        assert sys.modules["torch"] is torch
+
+
+def test_batch_size_is_the_configured_one(tmp_path: Path) -> None:
+    (tmp_path / "h.py").write_text("def handle(data, context):\n    return [context.system_properties['batch_size']]\n")
+    trace = dry_run("h", tmp_path, [REQ], model_name="m", manifest=None, model_yaml_config={"batchSize": 4})
+    assert trace.result == [4]
 
 
 def test_exception_in_initialize_points_at_the_handler_line(tmp_path: Path) -> None:

@@ -141,3 +141,13 @@ def test_model_dir_option_gives_that_folder_and_its_manifest(
 def test_model_dir_and_archive_together_are_refused(shell: InteractiveShell, tiny_mar: str) -> None:
     with pytest.raises(UsageError, match="pass --model-dir or --archive, not both"):
         shell.run_cell_magic("handler", f"h --model-dir . --archive {tiny_mar} --test 1", FUNC)
+
+
+def test_archive_cache_tells_folders_apart_by_file_names(shell: InteractiveShell, in_tmp: Path) -> None:
+    for name in ("labels_v1.json", "labels_v2.json"):
+        folder = in_tmp / name.removesuffix(".json")
+        folder.mkdir()
+        (folder / name).write_text("{}")
+    cell = "import os\n\ndef handle(data, context):\n    return None if data is None else [sorted(os.listdir('.'))]\n"
+    assert shell.run_cell_magic("handler", "h --archive labels_v1 --test 1", cell).result == [["labels_v1.json"]]
+    assert shell.run_cell_magic("handler", "h --archive labels_v2 --test 1", cell).result == [["labels_v2.json"]]

@@ -21,6 +21,7 @@ from ts_notebook.handler import make_request
         (b"a,b\n1,2", "text/csv", {"body": "a,b\n1,2"}),
         (b"a=1&b=two", "application/x-www-form-urlencoded", {"a": bytearray(b"1"), "b": bytearray(b"two")}),
         (b"", None, {"body": bytearray(b"")}),
+        (b"caf\xe9", "text/plain", {"body": bytearray(b"caf\xe9")}),  # not UTF-8: passed on raw
     ],
 )
 def test_body_decoding_matches_torchserve(body: bytes, content_type: str | None, row: dict[str, object]) -> None:

@@ -138,8 +138,9 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
     """
     target = plan.target
     parent = target.parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
         staged = tmp / target.name
         manifest = plan.manifest.to_json()
         if plan.archive_format == "no-archive":
@@ -154,7 +155,8 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
             f"could not write {target}: {exc}. Nothing was written; free space or fix permissions and retry."
         ) from exc
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return open_archive(target, plan.warnings)
 
 

@@ -69,8 +69,16 @@ class HandlerSource:
     function: str | None
 
 
+MAX_NAME = 200  # the archive file name (plus our temporary prefix) must stay under the 255-byte limit
+
+
 def check_model_name(name: str) -> None:
     """TorchServe's name rule: a letter or digit first, then letters, digits, ``_``, ``-`` or ``.``."""
+    if len(name or "") > MAX_NAME:
+        raise ArchiveError(
+            f"model name {name[:20]}... is {len(name)} characters; keep it to {MAX_NAME} or fewer (file names "
+            "are limited to 255 bytes)."
+        )
     if not MODEL_NAME_RE.match(name or ""):
         raise ArchiveError(
             f"model name {name!r} is not allowed: it must match ^[A-Za-z0-9][A-Za-z0-9_\\-.]*$ "
@@ -136,27 +144,27 @@ def _missing_handler_message(spec: str, file: str, builtins: tuple[str, ...]) ->
 
 
 def check_handler_source(file: Path, function: str | None) -> None:
-    """Fail early on what would make TorchServe's worker die at load: a syntax error, a missing
-    entry function, or a module with neither a ``handle`` function nor exactly one class."""
+    """Fail early on what would make TorchServe's worker die at load: a syntax error, or a module
+    with neither the entry function (``handle`` unless named after ``:``; imported ones count) nor,
+    as TorchServe's fallback, exactly one class."""
     tree = _parse(file, "handler")
     top = _top_level(tree)
-    functions = {n.name for n in top if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    functions |= {t.id for n in top if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-    if function is not None:
-        if function not in functions:
-            raise ArchiveError(
-                f"handler {file}: no top-level function {function!r} (found: "
-                f"{', '.join(sorted(functions)) or 'none'}). Define def {function}(data, context) or "
-                "fix the name after ':'."
-            )
-        return
-    if "handle" in functions:
+    names = {n.name for n in top if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {t.id for n in top if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    for node in top:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return  # a star import may bring anything: leave it to the dry run and the server
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    entry = function or "handle"
+    if entry in names:
         return
     classes = [n.name for n in top if isinstance(n, ast.ClassDef)]
     if len(classes) != 1:
         found = ", ".join(classes) if classes else "no class"
+        missing = f"no top-level function {function!r}, and " if function else ""
         raise ArchiveError(
-            f"handler {file}: TorchServe needs a top-level handle(data, context) function or exactly one "
+            f"handler {file}: {missing}TorchServe needs a top-level {entry}(data, context) function or exactly one "
             f"class in the module, found {found}. Move helper classes to another module (add it with "
             "--extra-files) or name the entry point as module:function."
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import shutil
-import sys
 import tempfile
 import uuid
 import zipfile
@@ -24,6 +23,7 @@ from typing import Any
 from ts_notebook.archive.extract import Limits, extract_archive
 from ts_notebook.archive.read import open_archive
 from ts_notebook.errors import ArchiveError
+from ts_notebook.importing import dirs_on_path
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,10 @@ def _export_eager(model_dir: Path, model_file: Path, weights: Path, target: Path
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ArchiveError(f"{name}: holds a {type(state).__name__}, not a state_dict for {cls.__name__}.")
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        raise ArchiveError(f"{name} does not fit {cls.__name__} from {model_file.name}: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise ArchiveError(
             f"{name} does not fit {cls.__name__} from {model_file.name}: missing keys "
@@ -140,13 +143,12 @@ def _model_class(model_dir: Path, model_file: Path) -> Any:
     if spec is None or spec.loader is None:  # pragma: no cover - a .py path always has a loader
         raise ArchiveError(f"{model_file.name}: cannot be imported.")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(model_dir))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ArchiveError(f"{model_file.name}: importing it failed: {exc!r}") from exc
-    finally:
-        sys.path.remove(str(model_dir))
+    # The model file may import helpers shipped beside it: import them fresh, then forget them.
+    with dirs_on_path(model_dir):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ArchiveError(f"{model_file.name}: importing it failed: {exc!r}") from exc
     classes = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module_name]
     if len(classes) != 1 or not issubclass(classes[0], torch.nn.Module):
         raise ArchiveError(

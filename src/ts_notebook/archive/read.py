@@ -14,6 +14,8 @@ from ts_notebook.archive.manifest import MANIFEST_PATH, Manifest, missing_manife
 from ts_notebook.errors import ArchiveError
 
 FORMATS = ("default", "tgz", "no-archive", "zip-store")
+MAX_MANIFEST_BYTES = 1 << 20  # real manifests are a few hundred bytes; a huge one is an attack
+MAX_SOURCE_BYTES = 16 << 20  # what diagnose() reads whole: handler, model file, config
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,11 @@ def _is_torch_file(names: list[str]) -> bool:
 def _open_zip(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
     with zipfile.ZipFile(p) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
-        manifest = parse_manifest(zf.read(MANIFEST_PATH), str(p)) if MANIFEST_PATH in zf.NameToInfo else None
+        info = zf.NameToInfo.get(MANIFEST_PATH)
+        manifest = None
+        if info is not None:
+            _check_size(p, MANIFEST_PATH, info.file_size, MAX_MANIFEST_BYTES)
+            manifest = parse_manifest(zf.read(info), str(p))
     if manifest is None and _is_torch_file([i.filename for i in infos]):
         raise _not_an_archive(p)
     files = tuple(
@@ -169,6 +175,7 @@ def _open_tar(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
         manifest = None
         for m in members:
             if m.name == prefix + MANIFEST_PATH and m.isfile():
+                _check_size(p, MANIFEST_PATH, m.size, MAX_MANIFEST_BYTES)
                 fh = tar.extractfile(m)
                 manifest = parse_manifest(fh.read() if fh else b"", str(p))
     files = tuple(
@@ -179,7 +186,10 @@ def _open_tar(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
 
 def _open_folder(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
     manifest_file = p / MANIFEST_PATH
-    manifest = parse_manifest(manifest_file.read_bytes(), str(p)) if manifest_file.is_file() else None
+    manifest = None
+    if manifest_file.is_file():
+        _check_size(p, MANIFEST_PATH, manifest_file.stat().st_size, MAX_MANIFEST_BYTES)
+        manifest = parse_manifest(manifest_file.read_bytes(), str(p))
     files = tuple(
         ArchiveFile(f.relative_to(p).as_posix(), f.stat().st_size)
         for f in sorted(p.rglob("*"))
@@ -188,10 +198,24 @@ def _open_folder(p: Path, warnings: tuple[str, ...]) -> ArchiveInfo:
     return ArchiveInfo(p, "no-archive", manifest or missing_manifest(p.name), files, warnings)
 
 
-def read_member(info: ArchiveInfo, name: str) -> bytes | None:
-    """The bytes of one member (by its name in the model folder), or None if it is not there."""
-    if name not in info.names:
+def _check_size(archive: Path, name: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise ArchiveError(
+            f"{archive}: {name} is {size} bytes, over the {limit} bytes such a file can sensibly be; refusing to "
+            "read it (a malformed or malicious archive)."
+        )
+
+
+def read_member(info: ArchiveInfo, name: str, max_bytes: int = MAX_SOURCE_BYTES) -> bytes | None:
+    """The bytes of one member (by its name in the model folder), or None if it is not there.
+
+    Raises:
+        ArchiveError: the member is bigger than ``max_bytes``.
+    """
+    member = next((f for f in info.files if f.name == name), None)
+    if member is None:
         return None
+    _check_size(info.path, name, member.size, max_bytes)
     if info.format == "no-archive":
         return (info.path / name).read_bytes()
     if info.format == "tgz":

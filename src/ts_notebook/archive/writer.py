@@ -178,10 +178,11 @@ def write_tgz(target: Path, prefix: str, layout: dict[str, Path], manifest: str,
         raw = gzip.open(target, "wb", compresslevel=6)  # noqa: SIM115 - closed by the `with` below
     with raw, tarfile.open(fileobj=raw, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         for arcname, source in layout.items():
-            info = tar.gettarinfo(str(source), arcname=f"{prefix}/{arcname}")
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
             with open(source, "rb") as fh:
+                # From the open file (fstat): a symlinked input is packed as the file it points to.
+                info = tar.gettarinfo(arcname=f"{prefix}/{arcname}", fileobj=fh)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
                 tar.addfile(info, _Counting(fh, progress))
         data = manifest.encode("utf-8")
         info = tarfile.TarInfo(f"{prefix}/{MANIFEST_PATH}")

@@ -13,8 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -69,27 +68,6 @@ def locate(exc: BaseException, roots: tuple[Path, ...]) -> Where | None:
     return found
 
 
-@contextmanager
-def dirs_on_path(*dirs: Path) -> Iterator[None]:
-    """Import from these folders first, as TorchServe's worker does from the model dir
-    (sys.path[0] = model dir); modules loaded from them before are dropped so that edited files
-    are read again."""
-    roots = [d.resolve() for d in dirs]
-    for name, mod in list(sys.modules.items()):
-        file = getattr(mod, "__file__", None)
-        if file and any(r in Path(file).resolve().parents for r in roots):
-            del sys.modules[name]
-    added = [str(r) for r in reversed(roots) if str(r) not in sys.path]
-    for r in added:
-        sys.path.insert(0, r)
-    try:
-        yield
-    finally:
-        for r in added:
-            if r in sys.path:
-                sys.path.remove(r)
-
-
 def import_handler_module(spec: str, *dirs: Path) -> ModuleType:
     """Import the handler module from the first folder that has it, or TorchServe's built-in.
 
@@ -133,15 +111,15 @@ def resolve_entry_point(spec: str, module: ModuleType) -> EntryPoint:
     if hasattr(module, name):
         fn = getattr(module, name)
         return EntryPoint("function", name, module, fn, lambda ctx: fn(None, ctx))
-    if function is not None:
-        raise HandlerError(f"handler {spec!r}: module {module.__name__} has no function {function!r}.")
+    # TorchServe falls back to the one-class rule, even when a function was named after ':'.
     classes = list_classes_from_module(module)
     if len(classes) != 1:
         found = ", ".join(c.__name__ for c in classes) or "none"
+        missing = f"no function {name!r} in {module.__name__}, and " if function else ""
         raise HandlerError(
-            f"handler {spec!r}: TorchServe needs a module-level handle(data, context) function or exactly one class "
-            f"defined in {module.__name__}, found {found}. Move helper classes to another module, or name the entry "
-            "point as module:function."
+            f"handler {spec!r}: {missing}TorchServe needs a module-level {name}(data, context) function or exactly one "
+            f"class defined in {module.__name__}, found {found}. Move helper classes to another module, or name the "
+            "entry point as module:function."
         )
     instance = classes[0]()
     if not hasattr(instance, "handle"):

@@ -41,7 +41,10 @@ def decode_value(raw: bytes, content_type: str | None) -> Any:
         except (ValueError, UnicodeDecodeError):
             return bytearray(raw)  # TorchServe logs a warning and passes the raw bytes on
     if base.startswith("text/"):
-        return raw.decode("utf-8", errors="replace")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return bytearray(raw)  # as TorchServe: undecodable text is passed on raw
     return bytearray(raw)
 
 

@@ -22,10 +22,11 @@ from typing import Any
 from ts_notebook.errors import HandlerError
 from ts_notebook.handler.compat import ts_compat
 from ts_notebook.handler.context import Context, MetricRecord
-from ts_notebook.handler.load import EntryPoint, Where, dirs_on_path, import_handler_module, locate
+from ts_notebook.handler.load import EntryPoint, Where, import_handler_module, locate
 from ts_notebook.handler.load import resolve_entry_point as _resolve
 from ts_notebook.handler.payload import Request, batch_of
 from ts_notebook.handler.summary import summarize
+from ts_notebook.importing import dirs_on_path
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -185,7 +186,10 @@ def dry_run(
     root = Path(model_dir).resolve()
     roots = (root,) if handler_dir is None else (handler_dir.resolve(), root)
     data, processors, ids = batch_of(requests)
-    context = Context(model_name, str(root), manifest, len(requests), None, model_yaml_config=model_yaml_config)
+    # TorchServe reports the registered batch size; a larger test batch stands for a larger registration.
+    configured = (model_yaml_config or {}).get("batchSize", 1)
+    batch_size = max(configured if isinstance(configured, int) else 1, len(requests))
+    context = Context(model_name, str(root), manifest, batch_size, None, model_yaml_config=model_yaml_config)
     context.intermediate_responses = []  # type: ignore[attr-defined]
     trace = Trace(
         handler,

@@ -128,6 +128,9 @@ class Workspace:
         digest = hashlib.sha256()
         files = sorted(p for p in archive.rglob("*") if p.is_file()) if archive.is_dir() else [archive]
         for f in files:
+            # Names and sizes too: two folders with the same bytes under other names differ.
+            rel = f.relative_to(archive).as_posix() if archive.is_dir() else ""
+            digest.update(f"{rel}\0{f.stat().st_size}\0".encode())
             with open(f, "rb") as fh:
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)

@@ -6,6 +6,7 @@ compression ratio is beyond the limits.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import shutil
 import stat
@@ -177,3 +178,27 @@ def _copy_folder(src: Path, out: Path, limits: Limits) -> None:
         target = out / p.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, target)
+
+
+def content_key(archive: str | Path) -> str:
+    """A short hash of an archive's bytes (of a folder's file names, sizes and bytes): the key of
+    an extraction cache, so an unchanged archive is extracted once."""
+    path = Path(archive)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        # Names and sizes too: two folders with the same bytes under other names differ.
+        rel = f.relative_to(path).as_posix() if path.is_dir() else ""
+        digest.update(f"{rel}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def extract_cached(archive: str | Path, cache: Path, *, limits: Limits | None = None) -> Path:
+    """Extract into ``cache/<content_key>`` unless that is already there; return the folder."""
+    target = cache / content_key(archive)
+    if not target.exists():
+        extract_archive(archive, target, limits=limits)
+    return target

@@ -7,7 +7,6 @@ Also prepares what a dry run's handler sees as its model dir: a folder you name,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from ts_notebook.archive.checks import check_handler_source, check_model_name
-from ts_notebook.archive.extract import extract_archive
+from ts_notebook.archive.extract import extract_cached
 from ts_notebook.archive.manifest import MANIFEST_PATH, Manifest
 from ts_notebook.errors import ArchiveError, HandlerError
 from ts_notebook.handler.payload import Request, make_request
@@ -125,19 +124,7 @@ class Workspace:
     def _extracted(self, archive: Path) -> Path:
         if not archive.exists():
             raise HandlerError(f"--archive {archive}: no such archive.")
-        digest = hashlib.sha256()
-        files = sorted(p for p in archive.rglob("*") if p.is_file()) if archive.is_dir() else [archive]
-        for f in files:
-            # Names and sizes too: two folders with the same bytes under other names differ.
-            rel = f.relative_to(archive).as_posix() if archive.is_dir() else ""
-            digest.update(f"{rel}\0{f.stat().st_size}\0".encode())
-            with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-        target = self.root / "archives" / digest.hexdigest()[:16]
-        if not target.exists():  # keyed by content: an unchanged archive is extracted once
-            extract_archive(archive, target)
-        return target
+        return extract_cached(archive, self.root / "archives")
 
     def _manifest(self, path: Path, name: str) -> dict[str, Any]:
         file = path / MANIFEST_PATH

@@ -1,0 +1,107 @@
+"""What every endpoint shares: TorchServe's JSON bodies and error shape, its no-cache headers, and
+the token check (``Authorization: Bearer <key>``; a bad token is a 400, as in TorchServe 0.12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ts_notebook.backend.registry import ApiError
+
+NO_CACHE = {
+    "Pragma": "no-cache",
+    "Cache-Control": "no-cache; no-store, must-revalidate, private",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 UTC",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def json_response(payload: Any, status: int = 200, request_id: str | None = None) -> web.Response:
+    """Pretty JSON with a trailing newline, as TorchServe's management and status answers."""
+    headers = {**NO_CACHE, "x-request-id": request_id or str(uuid.uuid4())}
+    body = json.dumps(payload, indent=2) + "\n"
+    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
+    response = json_response({"code": error.code, "type": error.kind, "message": error.message}, error.code, request_id)
+    response.force_close()  # TorchServe closes the connection after every error
+    return response
+
+
+NOT_FOUND = ApiError(404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document.")
+NOT_ALLOWED = ApiError(
+    405, "MethodNotAllowedException", "Requested method is not allowed, please refer to API document."
+)
+BAD_TOKEN = ApiError(
+    400, "InvalidKeyException", "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The three keys TorchServe 0.12 issues; written to ``key_file.json`` (mode 0600)."""
+
+    inference: str
+    management: str
+    api: str
+
+    @classmethod
+    def create(cls, folder: Path) -> Keys:
+        keys = cls(secrets.token_urlsafe(6), secrets.token_urlsafe(6), secrets.token_urlsafe(6))
+        path = folder / "key_file.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(
+                {
+                    "management": {"key": keys.management},
+                    "inference": {"key": keys.inference},
+                    "API": {"key": keys.api},
+                },
+                fh,
+                indent=2,
+            )
+        return keys
+
+
+def api_errors() -> Middleware:
+    """Turn ApiError and aiohttp's own errors into TorchServe's error bodies."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc)
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, headers=NO_CACHE)
+        except web.HTTPNotFound:
+            return error_response(NOT_FOUND)
+        except web.HTTPMethodNotAllowed:
+            return error_response(NOT_ALLOWED)
+
+    return middleware
+
+
+def token_check(
+    key: str | None, open_paths: tuple[str, ...] = ()
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Require ``Authorization: Bearer <key>`` unless ``key`` is None (token auth disabled)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        exempt = request.method == "OPTIONS" or request.path in open_paths
+        if key is not None and not exempt and request.headers.get("Authorization") != f"Bearer {key}":
+            raise BAD_TOKEN
+        return await handler(request)
+
+    return middleware

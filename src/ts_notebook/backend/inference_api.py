@@ -1,0 +1,145 @@
+"""The inference API (TorchServe's port 8080): ``/ping``, ``/predictions``, ``/explanations``, the
+KServe-style ``/v1`` and ``/v2`` routes, and ``OPTIONS /``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ts_notebook.backend.events import preview
+from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response
+from ts_notebook.backend.pool import Job
+from ts_notebook.backend.registry import ApiError
+from ts_notebook.handler.payload import make_request
+
+if TYPE_CHECKING:
+    from ts_notebook.backend.server import Backend
+
+
+def no_worker(name: str) -> ApiError:
+    return ApiError(
+        503,
+        "ServiceUnavailableException",
+        f'Model "{name}" has no worker to serve inference request. Please use scale workers API to add workers. '
+        "If this is a sequence inference, please check if it is closed, or expired; or exceeds maxSequenceJobQueueSize",
+    )
+
+
+def routes(backend: Backend) -> list[web.RouteDef]:
+    async def ping(request: web.Request) -> web.Response:
+        return json_response({"status": "Healthy"})
+
+    async def describe_api(request: web.Request) -> web.Response:
+        return json_response(backend.openapi("inference"))
+
+    async def root(request: web.Request) -> web.Response:
+        if request.method == "OPTIONS":
+            return json_response(backend.openapi("inference"))
+        raise NOT_ALLOWED
+
+    def endpoint(explain: bool) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            info = request.match_info
+            return await predict(backend, request, info["model"], info.get("version"), explain, info.get("tail", ""))
+
+        return handle
+
+    async def v1(request: web.Request) -> web.StreamResponse:
+        target = request.match_info["target"]
+        name, _, verb = target.rpartition(":")
+        if verb not in ("predict", "explain") or not name:
+            raise NOT_FOUND
+        return await predict(backend, request, name, None, verb == "explain", None)
+
+    async def v2(request: web.Request) -> web.StreamResponse:
+        return await predict(
+            backend, request, request.match_info["model"], request.match_info.get("version"), False, None
+        )
+
+    methods = ("POST", "PUT", "GET")
+    table = [
+        web.get("/ping", ping),
+        web.get("/api-description", describe_api),
+        web.route("*", "/", root),
+        web.post("/v1/models/{target}", v1),
+        web.post("/v2/models/{model}/infer", v2),
+        web.post("/v2/models/{model}/versions/{version}/infer", v2),
+    ]
+    for prefix, explain in (("/predictions", False), ("/explanations", True)):
+        for method in methods:
+            table += [
+                web.route(method, f"{prefix}/{{model}}", endpoint(explain)),
+                web.route(method, f"{prefix}/{{model}}/{{version}}", endpoint(explain)),
+                web.route(method, f"{prefix}/{{model}}/{{version}}/{{tail:.+}}", endpoint(explain)),
+            ]
+    return table
+
+
+async def predict(
+    backend: Backend, request: web.Request, name: str, version: str | None, explain: bool, url_path: str | None
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    request_id = str(uuid.uuid4())
+    body = await request.read()
+    mv = backend.registry.get(name, version)
+    if not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
+        raise no_worker(name)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
+    shaped = make_request(body, None, headers)
+    shaped.headers["explain"] = "True" if explain else "False"
+    if url_path is None:
+        shaped.headers.pop("url_path", None)
+    else:
+        shaped.headers["url_path"] = url_path
+    if request.method == "GET":
+        shaped.headers.setdefault("content-length", "0")
+    job = Job(request_id, shaped.row, shaped.headers, asyncio.get_running_loop().create_future())
+    try:
+        mv.queue.put_nowait(job)
+    except asyncio.QueueFull:
+        raise no_worker(name) from None
+    try:
+        result = await job.future
+    except asyncio.CancelledError:
+        job.future.cancel()
+        raise
+    latency = time.perf_counter() - start
+    queue_s = max(0.0, (job.started or start) - job.enqueued)
+    label = version or "default"
+    if "error" in result:
+        error = ApiError(int(result["error"]["code"]), "InternalServerException", str(result["error"]["message"]))
+        response: web.StreamResponse = error_response(error, request_id)
+        status, sent = error.code, error.message.encode()
+    else:
+        response = _success(result, request_id)
+        status, sent = int(result["status"]), result["body"]
+    backend.metrics.request_done(name, label, status, latency, queue_s)
+    backend.events.add(
+        "request",
+        model=name,
+        version=mv.version,
+        request_id=request_id,
+        status=status,
+        latency_ms=round(latency * 1000, 3),
+        queue_ms=round(queue_s * 1000, 3),
+        worker=result.get("worker"),
+        data=preview(shaped.row),
+        headers=preview(shaped.headers, 500),
+        response=preview(sent[:4000]),
+        method=request.method,
+        path=request.path,
+    )
+    return response
+
+
+def _success(result: dict[str, Any], request_id: str) -> web.Response:
+    handler_headers = dict(result.get("headers") or {})
+    content_type = handler_headers.pop("content-type", None) or result.get("content_type") or "application/octet-stream"
+    headers = {**NO_CACHE, "x-request-id": request_id, **handler_headers, "Content-Type": content_type}
+    return web.Response(
+        body=result["body"], status=int(result["status"]), reason=result.get("phrase") or None, headers=headers
+    )

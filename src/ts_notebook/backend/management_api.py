@@ -1,0 +1,190 @@
+"""The management API (TorchServe's port 8081): list, describe, register, scale, set-default,
+unregister; plus ``/ts_notebook/...`` endpoints for the notebook (event record, worker context)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
+from ts_notebook.backend.pool import WorkerLoadError
+from ts_notebook.backend.registry import ApiError, ModelVersion
+
+if TYPE_CHECKING:
+    from ts_notebook.backend.server import Backend
+
+
+def _int(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequestException", f"Parameter {key} must be a whole number, got {raw!r}.") from exc
+
+
+def _bool(request: web.Request, key: str, default: bool) -> bool:
+    raw = request.query.get(key)
+    return default if raw is None else raw.lower() == "true"
+
+
+class ManagementApi:
+    """The management endpoints, bound to one self.backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.registry = self.backend.registry
+
+    async def root(self, request: web.Request) -> web.Response:
+        if request.method == "OPTIONS":
+            return json_response(self.backend.openapi("management"))
+        raise NOT_ALLOWED
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        names = sorted(self.registry.models)
+        limit = _int(request, "limit") or 100
+        start = _int(request, "next_page_token") or 0
+        page = names[start : start + limit]
+        body: dict[str, Any] = {}
+        if start + limit < len(names):
+            body["nextPageToken"] = str(start + limit)
+        body["models"] = [{"modelName": n, "modelUrl": self.registry.get(n).url} for n in page]
+        return json_response(body)
+
+    async def register(self, request: web.Request) -> web.Response:
+        if not self.backend.config.enable_model_api:
+            raise NOT_ALLOWED
+        url = request.query.get("url")
+        if not url:
+            raise ApiError(400, "BadRequestException", "Parameter url is required.")
+        overrides = {
+            attr: v
+            for key, attr in (
+                ("batch_size", "batch_size"),
+                ("max_batch_delay", "max_batch_delay"),
+                ("response_timeout", "response_timeout"),
+            )
+            if (v := _int(request, key)) is not None
+        }
+        mv = self.backend.load_model(url, request.query.get("model_name"), overrides)
+        self.registry.add(mv)
+        initial = _int(request, "initial_workers")
+        if initial is None:
+            initial = mv.yaml_config.get("minWorkers", 0) if isinstance(mv.yaml_config.get("minWorkers"), int) else 0
+        mv.settings.min_workers = mv.settings.max_workers = initial
+        if not _bool(request, "synchronous", True):
+            self.backend.background(self.backend.scale(mv, initial))
+            return json_response({"status": "Processing worker updates..."}, 202)
+        try:
+            await self.backend.scale(mv, initial)
+        except WorkerLoadError as exc:
+            mv.settings.min_workers = mv.settings.max_workers = 0
+            raise ApiError(
+                500,
+                "InternalServerException",
+                f"Failed to start workers for model {mv.name} version: {mv.version}. Cause: {exc}",
+            ) from exc
+        text = f'Model "{mv.name}" Version: {mv.version} registered with {initial} initial workers'
+        if initial == 0:
+            text += ". Use scale workers API to add workers for the model."
+        return json_response({"status": text})
+
+    async def describe(self, request: web.Request) -> web.Response:
+        name, version = request.match_info["model"], request.match_info.get("version")
+        if version == "all":
+            self.registry.get(name)
+            return json_response([mv.describe() for mv in self.registry.models[name].values()])
+        return json_response([self.registry.get(name, version).describe()])
+
+    async def scale(self, request: web.Request) -> web.Response:
+        mv = self.registry.get(request.match_info["model"], request.match_info.get("version"))
+        low = _int(request, "min_worker")
+        high = _int(request, "max_worker")
+        target = low if low is not None else mv.settings.min_workers
+        mv.settings.min_workers = target
+        mv.settings.max_workers = max(target, high if high is not None else mv.settings.max_workers)
+        if not _bool(request, "synchronous", False):
+            self.backend.background(self.backend.scale(mv, target))
+            return json_response({"status": "Processing worker updates..."}, 202)
+        try:
+            await self.backend.scale(mv, target)
+        except WorkerLoadError as exc:
+            raise ApiError(
+                500, "InternalServerException", f"Failed to start workers for model {mv.name}: {exc}"
+            ) from exc
+        return json_response({"status": f"Workers scaled to {target} for model: {mv.name}"})
+
+    async def set_default(self, request: web.Request) -> web.Response:
+        name, version = request.match_info["model"], request.match_info["version"]
+        self.registry.get(name)
+        if version not in self.registry.models[name]:
+            raise ApiError(
+                404, "ModelVersionNotFoundException", f"Model version {version} does not exist for model {name}"
+            )
+        self.registry.defaults[name] = version
+        return json_response({"status": f'Default version successfully updated for model "{name}" to "{version}"'})
+
+    async def unregister(self, request: web.Request) -> web.Response:
+        if not self.backend.config.enable_model_api:
+            raise NOT_ALLOWED
+        mv = self.registry.remove(request.match_info["model"], request.match_info.get("version"))
+        await self.backend.retire(mv)
+        return json_response({"status": f'Model "{mv.name}" unregistered'})
+
+    async def events(self, request: web.Request) -> web.Response:
+        return json_response(
+            self.backend.events.since(
+                _int(request, "since") or 0,
+                model=request.query.get("model"),
+                kind=request.query.get("kind"),
+                limit=_int(request, "limit") or 500,
+            )
+        )
+
+    async def workers(self, request: web.Request) -> web.Response:
+        return json_response([_worker_view(mv) for mv in self.registry.all_versions()])
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.route("*", "/", self.root),
+            web.get("/models", self.list_models),
+            web.post("/models", self.register),
+            web.get("/models/{model}", self.describe),
+            web.get("/models/{model}/{version}", self.describe),
+            web.put("/models/{model}", self.scale),
+            web.put("/models/{model}/{version}", self.scale),
+            web.put("/models/{model}/{version}/set-default", self.set_default),
+            web.delete("/models/{model}", self.unregister),
+            web.delete("/models/{model}/{version}", self.unregister),
+            web.get("/ts_notebook/events", self.events),
+            web.get("/ts_notebook/workers", self.workers),
+        ]
+
+
+def routes(backend: Backend) -> list[web.RouteDef]:
+    return ManagementApi(backend).routes()
+
+
+def _worker_view(mv: ModelVersion) -> dict[str, Any]:
+    """What each worker really received: its system_properties and manifest, as reported by the worker."""
+    return {
+        "modelName": mv.name,
+        "modelVersion": mv.version,
+        "workers": [
+            {
+                "id": w.worker_id,
+                "pid": w.pid,
+                "status": w.status,
+                "gpu_id": w.gpu_id,
+                "threads": w.threads,
+                "system_properties": w.system_properties,
+                "manifest": w.manifest,
+            }
+            for w in mv.workers.values()
+        ],
+    }
+
+
+__all__ = ["routes"]

@@ -1,0 +1,232 @@
+"""Registered models: versions, the default version, settings from ``model-config.yaml`` and the
+API, and registration from the model store or a local path (URLs only if ``allowed_urls`` match)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ts_notebook.archive.extract import extract_cached
+from ts_notebook.archive.manifest import MANIFEST_PATH
+from ts_notebook.errors import TsNotebookError
+
+if TYPE_CHECKING:
+    from ts_notebook.backend.pool import Job, WorkerHandle
+
+
+class ApiError(Exception):
+    """An error answered as TorchServe does: ``{"code", "type", "message"}``."""
+
+    def __init__(self, code: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+        self.message = message
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(404, "ModelNotFoundException", f"Model not found: {name}")
+
+
+def version_not_found(name: str, version: str) -> ApiError:
+    return ApiError(404, "ModelVersionNotFoundException", f"Model version: {version} does not exist for model: {name}")
+
+
+@dataclass
+class Settings:
+    """Per-version settings with TorchServe's defaults."""
+
+    min_workers: int = 1
+    max_workers: int = 1
+    batch_size: int = 1
+    max_batch_delay: int = 100
+    response_timeout: int = 120
+    startup_timeout: int = 120
+    device_type: str = ""
+    device_ids: list[int] = field(default_factory=list)
+    job_queue_size: int = 100
+
+    @classmethod
+    def from_yaml(cls, data: dict[str, Any], default_response_timeout: int, job_queue_size: int) -> Settings:
+        s = cls(response_timeout=default_response_timeout, job_queue_size=job_queue_size)
+        for key, attr in (
+            ("minWorkers", "min_workers"),
+            ("maxWorkers", "max_workers"),
+            ("batchSize", "batch_size"),
+            ("maxBatchDelay", "max_batch_delay"),
+            ("responseTimeout", "response_timeout"),
+            ("startupTimeout", "startup_timeout"),
+            ("jobQueueSize", "job_queue_size"),
+        ):
+            if isinstance(data.get(key), int):
+                setattr(s, attr, data[key])
+        if isinstance(data.get("deviceType"), str):
+            s.device_type = data["deviceType"].lower()
+        if isinstance(data.get("deviceIds"), list):
+            s.device_ids = [int(i) for i in data["deviceIds"]]
+        return s
+
+
+@dataclass
+class ModelVersion:
+    name: str
+    version: str
+    url: str
+    model_dir: Path
+    manifest: dict[str, Any]
+    yaml_config: dict[str, Any]
+    settings: Settings
+    loaded_at_startup: bool = False
+    target_workers: int = 0
+    removed: bool = False
+    workers: dict[str, WorkerHandle] = field(default_factory=dict)
+    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
+
+    @property
+    def handler(self) -> str:
+        return str(self.manifest.get("model", {}).get("handler", ""))
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "modelName": self.name,
+            "modelVersion": self.version,
+            "modelUrl": self.url,
+            "runtime": self.manifest.get("runtime", "python"),
+            "minWorkers": s.min_workers,
+            "maxWorkers": s.max_workers,
+            "batchSize": s.batch_size,
+            "maxBatchDelay": s.max_batch_delay,
+            "responseTimeout": s.response_timeout,
+            "startupTimeout": s.startup_timeout,
+            "maxRetryTimeoutInSec": 300,
+            "clientTimeoutInMills": 0,
+            "parallelType": "",
+            "parallelLevel": 0,
+            "deviceType": s.device_type or "cpu",
+            "continuousBatching": False,
+            "useJobTicket": False,
+            "useVenv": False,
+            "stateful": False,
+            "sequenceMaxIdleMSec": 0,
+            "sequenceTimeoutMSec": 0,
+            "maxNumSequence": 0,
+            "maxSequenceJobQueueSize": 0,
+            "loadedAtStartup": self.loaded_at_startup,
+            "workers": [w.describe() for w in self.workers.values()],
+            "jobQueueStatus": {
+                "remainingCapacity": max(0, s.job_queue_size - self.queue.qsize()),
+                "pendingRequests": self.queue.qsize(),
+            },
+        }
+
+
+class Registry:
+    """Models by name, each with versions and a default version."""
+
+    def __init__(self, model_store: Path | None, cache: Path, allowed_urls: list[str]) -> None:
+        self.model_store = model_store
+        self.cache = cache
+        self.allowed_urls = allowed_urls
+        self.models: dict[str, dict[str, ModelVersion]] = {}
+        self.defaults: dict[str, str] = {}
+
+    def resolve_source(self, url: str) -> Path:
+        """Where an archive named in a registration lives on this machine.
+
+        Raises:
+            ApiError: 400 for a URL not allowed (we never download), 404 for a missing archive.
+        """
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith("file://"):
+            if not any(re.fullmatch(p, url) for p in self.allowed_urls):
+                raise ApiError(
+                    400,
+                    "DownloadArchiveException",
+                    f"Failed to download archive from: {url} (URLs are refused unless allowed_urls "
+                    "matches them; copy the archive into the model store instead)",
+                )
+            raise ApiError(
+                400,
+                "DownloadArchiveException",
+                f"Failed to download archive from: {url} (this backend never downloads models)",
+            )
+        candidate = Path(url.removeprefix("file://"))
+        if not candidate.is_absolute():
+            if self.model_store is None:
+                raise ApiError(404, "ModelNotFoundException", f"Model not found at: {url}")
+            candidate = self.model_store / candidate
+        if not candidate.exists():
+            raise ApiError(404, "ModelNotFoundException", f"Model not found at: {url}")
+        return candidate
+
+    def load(
+        self,
+        url: str,
+        *,
+        model_name: str | None,
+        settings_overrides: dict[str, int],
+        default_response_timeout: int,
+        job_queue_size: int,
+    ) -> ModelVersion:
+        """Extract (once per content) and read an archive into a new, not yet registered version."""
+        source = self.resolve_source(url)
+        try:
+            model_dir = extract_cached(source, self.cache)
+        except TsNotebookError as exc:
+            raise ApiError(400, "ModelException", str(exc)) from exc
+        manifest_file = model_dir / MANIFEST_PATH
+        manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        model = manifest.setdefault("model", {})
+        name = model_name or model.get("modelName") or source.name.split(".")[0]
+        version = str(model.get("modelVersion") or "1.0")
+        config_name = model.get("configFile")
+        yaml_config: dict[str, Any] = {}
+        if config_name and (model_dir / config_name).is_file():
+            yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
+        settings = Settings.from_yaml(yaml_config, default_response_timeout, job_queue_size)
+        for attr, value in settings_overrides.items():
+            setattr(settings, attr, value)
+        mv = ModelVersion(name, version, url, model_dir, manifest, yaml_config, settings)
+        mv.queue = asyncio.Queue(maxsize=max(1, settings.job_queue_size))
+        return mv
+
+    def add(self, mv: ModelVersion) -> None:
+        versions = self.models.setdefault(mv.name, {})
+        if mv.version in versions:
+            raise ApiError(
+                409, "ConflictStatusException", f"Model version {mv.version} is already registered for model {mv.name}"
+            )
+        versions[mv.version] = mv
+        self.defaults.setdefault(mv.name, mv.version)
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        versions = self.models.get(name)
+        if not versions:
+            raise not_found(name)
+        key = version or self.defaults[name]
+        if key not in versions:
+            raise version_not_found(name, key)
+        return versions[key]
+
+    def remove(self, name: str, version: str | None) -> ModelVersion:
+        mv = self.get(name, version)
+        versions = self.models[name]
+        if version is not None and version == self.defaults[name] and len(versions) > 1:
+            raise ApiError(403, "InvalidModelVersionException", f"Cannot remove default version for model {name}")
+        del versions[mv.version]
+        mv.removed = True
+        if not versions:
+            del self.models[name]
+            del self.defaults[name]
+        elif self.defaults[name] == mv.version:
+            self.defaults[name] = next(iter(versions))
+        return mv
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [mv for versions in self.models.values() for mv in versions.values()]

@@ -1,0 +1,231 @@
+"""The backend process: binds the three HTTP ports, starts the zygote and worker pool, loads the
+start-up models, and writes ``backend.json`` (addresses, pid, key file) only once it serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from ts_notebook import __version__
+from ts_notebook.backend import inference_api, management_api
+from ts_notebook.backend.config import Config
+from ts_notebook.backend.events import EventLog
+from ts_notebook.backend.httpkit import Keys, api_errors, token_check
+from ts_notebook.backend.metrics import Metrics
+from ts_notebook.backend.pool import WorkerPool, Zygote
+from ts_notebook.backend.registry import ModelVersion, Registry
+
+INFO_FILE = "backend.json"
+
+
+class Backend:
+    """One serving backend and everything it owns."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.run_dir = config.run_dir
+        self.events = EventLog()
+        self.metrics = Metrics()
+        self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
+        self.zygote = Zygote(self.run_dir)
+        self.pool = WorkerPool(self.run_dir, self.zygote, self._on_event, config.gpus)
+        self.keys: Keys | None = None
+        self.addresses: dict[str, str] = {}
+        self._runners: list[web.AppRunner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopped = asyncio.Event()
+
+    def _on_event(self, kind: str, **fields: Any) -> None:
+        if kind == "metric":
+            self.metrics.handler_metric(str(fields.get("model")), fields.get("record") or {})
+            return
+        self.events.add(kind, **fields)
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def openapi(self, which: str) -> dict[str, Any]:
+        paths = {
+            "inference": [
+                "/",
+                "/ping",
+                "/predictions/{model_name}",
+                "/predictions/{model_name}/{model_version}",
+                "/explanations/{model_name}",
+                "/v1/models/{model_name}:predict",
+                "/v2/models/{model_name}/infer",
+                "/api-description",
+            ],
+            "management": [
+                "/",
+                "/models",
+                "/models/{model_name}",
+                "/models/{model_name}/{model_version}",
+                "/models/{model_name}/{model_version}/set-default",
+                "/ts_notebook/events",
+                "/ts_notebook/workers",
+            ],
+        }[which]
+        return {
+            "openapi": "3.0.1",
+            "info": {"title": "TorchServe APIs (ts_notebook embedded backend)", "version": __version__},
+            "paths": {p: {} for p in paths},
+        }
+
+    def load_model(self, url: str, model_name: str | None, overrides: dict[str, int]) -> ModelVersion:
+        return self.registry.load(
+            url,
+            model_name=model_name,
+            settings_overrides=overrides,
+            default_response_timeout=self.config.default_response_timeout,
+            job_queue_size=self.config.job_queue_size,
+        )
+
+    async def scale(self, mv: ModelVersion, target: int) -> None:
+        """Bring ``mv`` to ``target`` workers: fork new ones in parallel, or drain the extra ones."""
+        mv.target_workers = target
+        live = [w for w in mv.workers.values() if w.status in ("STARTING", "READY", "BUSY")]
+        if len(live) < target:
+            results = await asyncio.gather(
+                *(self.pool.add_worker(mv) for _ in range(target - len(live))), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                mv.target_workers = len(mv.workers)
+                raise errors[0]
+        for worker in live[target:]:
+            await self.pool.stop_worker(worker)
+
+    async def retire(self, mv: ModelVersion) -> None:
+        mv.target_workers = 0
+        for worker in list(mv.workers.values()):
+            await self.pool.stop_worker(worker)
+        while not mv.queue.empty():
+            job = mv.queue.get_nowait()
+            if not job.future.done():
+                job.future.set_result({"error": {"code": 404, "message": f"Model not found: {mv.name}"}})
+
+    async def _serve(self, name: str, address: str, routes: list[web.RouteDef], key: str | None) -> None:
+        middlewares: list[Any] = [api_errors(), token_check(key, open_paths=("/api-description",))]
+        app = web.Application(middlewares=middlewares, client_max_size=self.config.max_request_size)
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host, port = Config.host_port(address)
+        site = web.TCPSite(runner, host, port, reuse_address=False)
+        await site.start()
+        server: Any = site._server
+        sockets = server.sockets if server is not None else []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        self.addresses[name] = f"http://{host}:{bound}"
+        self._runners.append(runner)
+
+    async def _metrics_routes(self) -> list[web.RouteDef]:
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+
+        return [web.get("/metrics", metrics)]
+
+    async def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.config.disable_token_authorization:
+            self.keys = Keys.create(self.run_dir)
+        await self.zygote.start()
+        await self.pool.start()
+        keys = self.keys
+        await self._serve(
+            "inference_address",
+            self.config.inference_address,
+            inference_api.routes(self),
+            keys.inference if keys else None,
+        )
+        await self._serve(
+            "management_address",
+            self.config.management_address,
+            management_api.routes(self),
+            keys.management if keys else None,
+        )
+        await self._serve("metrics_address", self.config.metrics_address, await self._metrics_routes(), None)
+        await self._load_startup_models()
+        self._write_info()
+
+    async def _load_startup_models(self) -> None:
+        specs = list(self.config.models)
+        if specs == ["all"] and self.config.model_store is not None:
+            specs = [p.name for p in sorted(self.config.model_store.iterdir()) if not p.name.startswith(".")]
+        for spec in specs:
+            name, sep, url = spec.partition("=")
+            name, url = (name, url) if sep else (None, spec)  # type: ignore[assignment]
+            try:
+                mv = self.load_model(url, name or None, {})
+                mv.loaded_at_startup = True
+                self.registry.add(mv)
+                count = mv.yaml_config.get("minWorkers")
+                count = count if isinstance(count, int) else self.config.default_workers_per_model
+                mv.settings.min_workers = mv.settings.max_workers = count
+                await self.scale(mv, count)
+            except Exception as exc:  # a bad start-up model must not stop the others
+                self.events.add(
+                    "log", model=name or url, level="ERROR", message=f"Failed to load {spec}: {exc}", source="backend"
+                )
+
+    def _write_info(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "started": time.time(),
+            "run_dir": str(self.run_dir),
+            **self.addresses,
+            "model_store": str(self.config.model_store) if self.config.model_store else None,
+            "key_file": str(self.run_dir / "key_file.json") if self.keys else None,
+            "version": __version__,
+        }
+        partial = self.run_dir / f".{INFO_FILE}.partial"
+        partial.write_text(json.dumps(info, indent=2))
+        partial.replace(self.run_dir / INFO_FILE)
+
+    async def stop(self) -> None:
+        (self.run_dir / INFO_FILE).unlink(missing_ok=True)
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.pool.close()
+        await self.zygote.stop()
+        for name in ("zygote.sock", "workers.sock"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        self.stopped.set()
+
+
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
+async def run(config: Config) -> None:
+    backend = Backend(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await backend.start()
+        if config.parent_pid:
+            backend.background(_watch_parent(config.parent_pid, stop))
+        print(json.dumps({"event": "serving", **backend.addresses}), flush=True)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await backend.stop()

@@ -1,4 +1,8 @@
-"""``python -m ts_notebook.backend [--model-store DIR] [--models NAME=PATH ...] [--ts-config FILE] ...``"""
+"""``python -m ts_notebook.backend [--model-store DIR] [--models NAME=PATH ...] [--ts-config FILE] ...``
+
+The zygote (which imports torch, the slowest part of a cold start) is launched before this process
+imports its HTTP stack, so the two overlap.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,20 @@ import asyncio
 import sys
 
 from ts_notebook.backend.config import from_args
-from ts_notebook.backend.server import run
 from ts_notebook.errors import TsNotebookError
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         config = from_args(argv)
-        asyncio.run(run(config))
+        config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from ts_notebook.backend.pool import Zygote
+
+        zygote = Zygote(config.run_dir)
+        zygote.launch()
+        from ts_notebook.backend.server import run
+
+        asyncio.run(run(config, zygote))
     except TsNotebookError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

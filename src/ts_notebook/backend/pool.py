@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -97,25 +99,37 @@ def _rss(pid: int) -> int:
 
 
 class Zygote:
-    """The pre-warmed process workers are forked from."""
+    """The pre-warmed process workers are forked from.
+
+    ``launch()`` is synchronous and cheap, so ``__main__`` calls it before importing the HTTP stack:
+    torch's import in the zygote (the longest step of a cold start) then overlaps the backend's own.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.control_path = str(run_dir / "zygote.sock")
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.gpus = 0
+        self._listener: socket.socket | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._spawned: dict[str, asyncio.Future[int]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self.on_exit: Callable[[int, int], None] = lambda pid, code: None
 
+    def launch(self) -> None:
+        if self._listener is not None:
+            return
+        Path(self.control_path).unlink(missing_ok=True)  # left by a backend that was killed
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.control_path)
+        listener.listen(1)
+        self._listener = listener
+        self.process = subprocess.Popen([sys.executable, "-m", "ts_notebook.backend.zygote", self.control_path])
+
     async def start(self, timeout: float = 120.0) -> None:
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        server = await asyncio.start_unix_server(self._accept, path=self.control_path)
-        env = dict(os.environ)
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ts_notebook.backend.zygote", self.control_path, env=env
-        )
+        self.launch()
+        assert self._listener is not None
+        self._ready = asyncio.get_running_loop().create_future()
+        server = await asyncio.start_unix_server(self._accept, sock=self._listener)
         try:
             ready = await asyncio.wait_for(self._ready, timeout)
         except asyncio.TimeoutError as exc:
@@ -152,12 +166,13 @@ class Zygote:
                 self._writer.write(protocol.encode({"op": "stop"}))
                 await self._writer.drain()
                 self._writer.close()
-        if self.process is not None and self.process.returncode is None:
+        process = self.process
+        if process is not None and process.poll() is None:
             try:
-                await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+                await asyncio.get_running_loop().run_in_executor(None, process.wait, 5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 class WorkerLoadError(BackendError):
@@ -239,7 +254,8 @@ class WorkerPool:
             raise WorkerLoadError(f"worker {worker_id} did not load {model.name} in time: {exc}", {}) from exc
         if not result.get("ok"):
             self._forget(worker)
-            raise WorkerLoadError(f"{model.name}: {result.get('error')}", result)
+            where = f" at {result['where']}" if result.get("where") else ""
+            raise WorkerLoadError(f"{result.get('error')}{where}", result)
         worker.load_seconds = time.perf_counter() - start
         worker.system_properties = result.get("system_properties")
         worker.manifest = result.get("manifest")

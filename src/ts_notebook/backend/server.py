@@ -29,13 +29,13 @@ INFO_FILE = "backend.json"
 class Backend:
     """One serving backend and everything it owns."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, zygote: Zygote | None = None) -> None:
         self.config = config
         self.run_dir = config.run_dir
         self.events = EventLog()
         self.metrics = Metrics()
         self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
-        self.zygote = Zygote(self.run_dir)
+        self.zygote = zygote or Zygote(self.run_dir)
         self.pool = WorkerPool(self.run_dir, self.zygote, self._on_event, config.gpus)
         self.keys: Keys | None = None
         self.addresses: dict[str, str] = {}
@@ -214,8 +214,8 @@ async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-async def run(config: Config) -> None:
-    backend = Backend(config)
+async def run(config: Config, zygote: Zygote | None = None) -> None:
+    backend = Backend(config, zygote)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -48,7 +48,7 @@ class ManagementApi:
         start = _int(request, "next_page_token") or 0
         page = names[start : start + limit]
         body: dict[str, Any] = {}
-        if start + limit < len(names):
+        if start + limit <= len(names):  # TorchServe offers a next page even when it will be empty
             body["nextPageToken"] = str(start + limit)
         body["models"] = [{"modelName": n, "modelUrl": self.registry.get(n).url} for n in page]
         return json_response(body)

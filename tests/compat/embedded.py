@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import http.client as httplib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import http.client as httplib
 import urllib.parse
 from pathlib import Path
 from typing import Any

@@ -11,6 +11,7 @@ import functools
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
@@ -56,6 +57,59 @@ def _parse_archiver_line(line: str) -> Any:
         return None
 
 
+def _guess_content_type(payload: str) -> str:
+    import json
+
+    try:
+        json.loads(payload)
+    except ValueError:
+        return "text/plain"
+    return "application/json"
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = _UsageParser(prog="%ts_serve", description="Drive the serving backend.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_UsageParser)
+    start = sub.add_parser("start", help="start (or reuse) a backend")
+    start.add_argument("--model-store", help="folder of archives (default: .ts_notebook/model_store)")
+    start.add_argument("--models", nargs="+", default=[], help="NAME=PATH ... to load at start")
+    start.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 ('none' for CPU only)")
+    start.add_argument("--workers", type=int, help="workers per start-up model (default: one per CPU)")
+    start.add_argument("--ts-config", help="a TorchServe config.properties")
+    start.add_argument("--detach", action="store_true", help="keep running after this kernel exits")
+    start.add_argument("--no-token", action="store_true", help="serve without token authorization")
+    start.add_argument("--torchserve", action="store_true", help="run real TorchServe instead (not available yet)")
+    start.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for it to serve")
+    sub.add_parser("stop", help="stop the backend")
+    sub.add_parser("status", help="addresses, pid, models and workers")
+    reg = sub.add_parser("register", help="register an archive")
+    reg.add_argument("path")
+    reg.add_argument("--name")
+    reg.add_argument("--workers", type=int, default=1)
+    reg.add_argument("--batch-size", type=int)
+    reg.add_argument("--max-batch-delay", type=int)
+    reg.add_argument("--response-timeout", type=int)
+    unreg = sub.add_parser("unregister", help="unregister a model (or one version)")
+    unreg.add_argument("name")
+    unreg.add_argument("version", nargs="?")
+    scale = sub.add_parser("scale", help="set a model's workers")
+    scale.add_argument("name")
+    scale.add_argument("--min-workers", type=int, required=True)
+    scale.add_argument("--max-workers", type=int)
+    pred = sub.add_parser("predict", help="send one request; returns the decoded answer")
+    pred.add_argument("name")
+    pred.add_argument("payload", nargs="?", help="the body, or @FILE")
+    pred.add_argument("--version")
+    pred.add_argument("--content-type")
+    logs = sub.add_parser("logs", help="handler log lines and worker events")
+    logs.add_argument("name", nargs="?")
+    logs.add_argument("--tail", type=int, default=50)
+    return p
+
+
+_SERVE_PARSER = _serve_parser()
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -90,6 +144,7 @@ class TsNotebookMagics(Magics):
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
         self._workspace: Workspace | None = None
+        self._serving: Any = None  # the BackendInfo of the backend this kernel uses
 
     @property
     def workspace(self) -> Workspace:
@@ -189,6 +244,131 @@ class TsNotebookMagics(Magics):
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None
         return InspectReport.of(info, extracted=extracted, exported=exported)
+
+    @line_magic
+    @_user_errors
+    def ts_serve(self, line: str) -> Any:
+        """Start, watch and drive a serving backend from the notebook.
+
+        Subcommands::
+
+            %ts_serve start [--model-store DIR] [--models NAME=PATH ...] [--gpus IDS] [--workers N]
+                            [--ts-config FILE] [--detach] [--no-token] [--torchserve]
+            %ts_serve status
+            %ts_serve register PATH [--name NAME] [--workers N] [--batch-size B] [--max-batch-delay MS]
+                               [--response-timeout S]
+            %ts_serve unregister NAME [VERSION]
+            %ts_serve scale NAME --min-workers N [--max-workers M]
+            %ts_serve predict NAME [PAYLOAD | @FILE] [--version V] [--content-type CT]
+            %ts_serve logs [NAME] [--tail N]
+            %ts_serve stop
+
+        ``start`` runs ts_notebook's embedded backend (pure Python, no Java) in a subprocess on
+        127.0.0.1, or reuses the live one for the same store and settings; it stops with this
+        kernel unless ``--detach``. ``predict`` returns the decoded answer.
+        """
+        args = _SERVE_PARSER.parse_args(shlex.split(line))
+        return getattr(self, f"_serve_{args.command}")(args)
+
+    def _backend(self) -> Any:
+        from ts_notebook.launcher import BackendInfo
+
+        info = self._serving
+        if info is not None and BackendInfo.read(info.run_dir) is not None:
+            return info
+        raise UsageError("no backend is running for this notebook: run %ts_serve start first")
+
+    def _serve_start(self, args: Any) -> Any:
+        from ts_notebook import launcher
+        from ts_notebook.serving import ServeStatus
+
+        if args.torchserve:
+            raise UsageError(
+                "--torchserve (real TorchServe) is not available yet; %ts_serve start runs the embedded "
+                "backend, and archives from %mar_build load unchanged in TorchServe"
+            )
+        store = Path(args.model_store) if args.model_store else self.workspace.root / "model_store"
+        store.mkdir(parents=True, exist_ok=True)
+        spec = launcher.LaunchSpec(
+            store.resolve(),
+            list(args.models),
+            Path(args.ts_config) if args.ts_config else None,
+            args.gpus,
+            args.workers,
+            not args.no_token,
+            args.detach,
+        )
+        outcome = launcher.start(spec, timeout=args.timeout)
+        if isinstance(outcome, launcher.Failed):
+            raise UsageError(
+                f"the backend did not start: {outcome.reason}\n--- its output ---\n{outcome.output[-3000:]}"
+            )
+        if isinstance(outcome, launcher.TimedOut):
+            raise UsageError(
+                f"the backend did not answer within {outcome.seconds:.0f} s; it was stopped. "
+                f"Its output:\n{outcome.output[-3000:]}"
+            )
+        self._serving = outcome.info
+        if isinstance(outcome, launcher.Started):
+            note = f"started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
+        else:
+            note = f"reusing the running backend (pid {outcome.info.pid})"
+        return ServeStatus.of(outcome.info, note)
+
+    def _serve_stop(self, args: Any) -> str:
+        from ts_notebook import launcher
+
+        info = self._backend()
+        gone = launcher.stop(info)
+        self._serving = None
+        if not gone:
+            raise UsageError(f"backend pid {info.pid} did not stop; kill it with: kill -9 {info.pid}")
+        return f"stopped backend pid {info.pid}"
+
+    def _serve_status(self, args: Any) -> Any:
+        from ts_notebook.serving import ServeStatus
+
+        return ServeStatus.of(self._backend())
+
+    def _serve_register(self, args: Any) -> str:
+        path = Path(args.path)
+        if not path.exists():
+            raise UsageError(f"{args.path}: no such archive. Build one with %mar_build.")
+        client = self._backend().client()
+        return str(
+            client.register(
+                str(path.resolve()),
+                model_name=args.name,
+                initial_workers=args.workers,
+                batch_size=args.batch_size,
+                max_batch_delay=args.max_batch_delay,
+                response_timeout=args.response_timeout,
+            )
+        )
+
+    def _serve_unregister(self, args: Any) -> str:
+        return str(self._backend().client().unregister(args.name, args.version))
+
+    def _serve_scale(self, args: Any) -> str:
+        return str(self._backend().client().scale(args.name, args.min_workers, args.max_workers))
+
+    def _serve_predict(self, args: Any) -> Any:
+        payload: bytes | str = args.payload or ""
+        if isinstance(payload, str) and payload.startswith("@"):
+            file = Path(payload[1:])
+            if not file.is_file():
+                raise UsageError(f"{payload}: no such file to send.")
+            payload = file.read_bytes()
+        content_type = args.content_type
+        if content_type is None and isinstance(payload, str):
+            content_type = _guess_content_type(payload)
+        answer = self._backend().client().predict(args.name, payload, version=args.version, content_type=content_type)
+        return answer.value
+
+    def _serve_logs(self, args: Any) -> Any:
+        from ts_notebook.serving import LogView
+
+        return LogView.of(self._backend().client(), args.name, args.tail)
 
 
 TsNotebookMagics.mar_build.__doc__ = f"{TsNotebookMagics.mar_build.__doc__}\n{_MAR_BUILD_PARSER.format_help()}"

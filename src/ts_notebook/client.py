@@ -1,0 +1,222 @@
+"""A Python client for the inference and management APIs (ours or TorchServe's), using the
+management and inference tokens automatically. Standard library only; never prints."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ts_notebook.errors import BackendError
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer; ``value`` decodes it the way a user expects (JSON, else text, else bytes)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def value(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            pass
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return self.body
+
+
+class Client:
+    """Talks to one server. Errors (status >= 400) raise ``BackendError`` with the server's message."""
+
+    def __init__(
+        self,
+        inference_address: str,
+        management_address: str,
+        metrics_address: str | None = None,
+        inference_key: str | None = None,
+        management_key: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self.inference_address = inference_address.rstrip("/")
+        self.management_address = management_address.rstrip("/")
+        self.metrics_address = metrics_address.rstrip("/") if metrics_address else None
+        self.inference_key = inference_key
+        self.management_key = management_key
+        self.timeout = timeout
+
+    @classmethod
+    def from_key_file(cls, inference: str, management: str, metrics: str | None, key_file: Path | None) -> Client:
+        keys: dict[str, Any] = {}
+        if key_file is not None and key_file.is_file():
+            keys = json.loads(key_file.read_text())
+        return cls(
+            inference, management, metrics, keys.get("inference", {}).get("key"), keys.get("management", {}).get("key")
+        )
+
+    def _call(
+        self,
+        method: str,
+        base: str,
+        path: str,
+        *,
+        key: str | None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+        check: bool = True,
+    ) -> Response:
+        parts = urllib.parse.urlsplit(base)
+        q = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None}
+        target = path + ("?" + urllib.parse.urlencode(q) if q else "")
+        hdrs = dict(headers or {})
+        if key:
+            hdrs["Authorization"] = f"Bearer {key}"
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+        try:
+            conn.request(method, target, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            answer = Response(resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()})
+        except OSError as exc:
+            raise BackendError(
+                f"{method} {base}{target}: cannot reach the server ({exc}). Is it running? Check %ts_serve status."
+            ) from exc
+        finally:
+            conn.close()
+        if check and answer.status >= 400:
+            raise BackendError(_error_text(method, target, answer))
+        return answer
+
+    # inference
+    def ping(self) -> bool:
+        answer = self._call("GET", self.inference_address, "/ping", key=self.inference_key, check=False)
+        return answer.status == 200 and isinstance(answer.value, dict) and answer.value.get("status") == "Healthy"
+
+    def predict(
+        self,
+        model: str,
+        data: bytes | str | Any = b"",
+        *,
+        version: str | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        explain: bool = False,
+        check: bool = True,
+    ) -> Response:
+        """POST to ``/predictions/{model}[/{version}]``; dicts and lists are sent as JSON."""
+        if isinstance(data, (bytes, bytearray)):
+            body = bytes(data)
+        elif isinstance(data, str):
+            body = data.encode("utf-8")
+            content_type = content_type or "text/plain"
+        else:
+            body = json.dumps(data).encode("utf-8")
+            content_type = content_type or "application/json"
+        hdrs = dict(headers or {})
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        path = f"/{'explanations' if explain else 'predictions'}/{urllib.parse.quote(model)}"
+        if version:
+            path += f"/{urllib.parse.quote(version)}"
+        return self._call(
+            "POST", self.inference_address, path, key=self.inference_key, body=body, headers=hdrs, check=check
+        )
+
+    # management
+    def _mgmt(self, method: str, path: str, **kw: Any) -> Any:
+        return self._call(method, self.management_address, path, key=self.management_key, **kw).value
+
+    def list_models(self) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = self._mgmt("GET", "/models", query={"limit": 1000})["models"]
+        return models
+
+    def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        suffix = f"/{urllib.parse.quote(version)}" if version else ""
+        described: list[dict[str, Any]] = self._mgmt("GET", f"/models/{urllib.parse.quote(model)}{suffix}")
+        return described
+
+    def register(
+        self,
+        url: str,
+        *,
+        model_name: str | None = None,
+        initial_workers: int | None = None,
+        batch_size: int | None = None,
+        max_batch_delay: int | None = None,
+        response_timeout: int | None = None,
+        synchronous: bool = True,
+    ) -> str:
+        answer = self._mgmt(
+            "POST",
+            "/models",
+            query={
+                "url": url,
+                "model_name": model_name,
+                "initial_workers": initial_workers,
+                "batch_size": batch_size,
+                "max_batch_delay": max_batch_delay,
+                "response_timeout": response_timeout,
+                "synchronous": synchronous,
+            },
+        )
+        return str(answer["status"])
+
+    def unregister(self, model: str, version: str | None = None) -> str:
+        suffix = f"/{urllib.parse.quote(version)}" if version else ""
+        return str(self._mgmt("DELETE", f"/models/{urllib.parse.quote(model)}{suffix}")["status"])
+
+    def scale(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: int | None = None,
+        *,
+        version: str | None = None,
+        synchronous: bool = True,
+    ) -> str:
+        suffix = f"/{urllib.parse.quote(version)}" if version else ""
+        answer = self._mgmt(
+            "PUT",
+            f"/models/{urllib.parse.quote(model)}{suffix}",
+            query={"min_worker": min_worker, "max_worker": max_worker, "synchronous": synchronous},
+        )
+        return str(answer["status"])
+
+    def set_default(self, model: str, version: str) -> str:
+        path = f"/models/{urllib.parse.quote(model)}/{urllib.parse.quote(version)}/set-default"
+        return str(self._mgmt("PUT", path)["status"])
+
+    def events(
+        self, since: int = 0, *, model: str | None = None, kind: str | None = None, limit: int = 500
+    ) -> dict[str, Any]:
+        """The backend's event record after ``since`` (ts_notebook's backend only)."""
+        answer: dict[str, Any] = self._mgmt(
+            "GET", "/ts_notebook/events", query={"since": since, "model": model, "kind": kind, "limit": limit}
+        )
+        return answer
+
+    def workers(self) -> list[dict[str, Any]]:
+        """What each worker really received: system_properties and manifest (ts_notebook's backend only)."""
+        answer: list[dict[str, Any]] = self._mgmt("GET", "/ts_notebook/workers")
+        return answer
+
+    def metrics(self) -> str:
+        if self.metrics_address is None:
+            raise BackendError("no metrics address known for this server")
+        return self._call("GET", self.metrics_address, "/metrics", key=None).body.decode("utf-8")
+
+
+def _error_text(method: str, target: str, answer: Response) -> str:
+    value = answer.value
+    if isinstance(value, dict) and "message" in value:
+        return f"{method} {target} -> {answer.status} {value.get('type', '')}: {value['message']}"
+    if answer.status == 413:
+        return f"{method} {target} -> 413: the request body is over the server's max_request_size"
+    return f"{method} {target} -> {answer.status}: {answer.body[:500]!r}"

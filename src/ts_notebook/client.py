@@ -23,14 +23,21 @@ class Response:
 
     @property
     def value(self) -> Any:
+        """JSON as objects, text as str, binary as bytes (by Content-Type; TorchServe sends none, then by content)."""
+        ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/octet-stream":
+            return self.body
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             pass
         try:
-            return self.body.decode("utf-8")
+            text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             return self.body
+        if ctype.startswith("text/") or all(c.isprintable() or c in "\r\n\t" for c in text):
+            return text
+        return self.body
 
 
 class Client:

@@ -19,12 +19,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ts_notebook.client import Client
 from ts_notebook.errors import BackendError
 
 INFO_FILE = "backend.json"
+# Backends this process started: kept so they are reaped (no zombies) and never garbage-collected while running.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class LaunchSpec:
 
 
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -216,12 +220,14 @@ def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = 
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    _CHILDREN[process.pid] = process
     while True:
         info = BackendInfo.read(run_dir)
         if info is not None and info.pid == process.pid:
             return Started(info, time.monotonic() - began)
         code = process.poll()
         if code is not None:
+            _CHILDREN.pop(process.pid, None)
             output = _tail(log_path)
             return Failed(_explain(output, code), output, code)
         if time.monotonic() - began > timeout:
@@ -286,8 +292,10 @@ def _terminate(pid: int, grace: float) -> bool:
 
 
 def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(1)
 
 
 def stop(info: BackendInfo, *, grace: float = 10.0) -> bool:
@@ -306,7 +314,3 @@ def running() -> list[BackendInfo]:
         if info is not None and _alive(info.pid):
             out.append(info)
     return out
-
-
-def describe_outcome(outcome: Outcome) -> dict[str, Any]:
-    return {"outcome": type(outcome).__name__.lower(), **{k: str(v) for k, v in vars(outcome).items()}}

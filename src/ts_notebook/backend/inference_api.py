@@ -86,8 +86,8 @@ async def predict(
     request_id = str(uuid.uuid4())
     body = await request.read()
     mv = backend.registry.get(name, version)
-    if not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
-        raise no_worker(name)
+    if mv.target_workers == 0 and not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
+        raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
     shaped = make_request(body, None, headers)
     shaped.headers["explain"] = "True" if explain else "False"
@@ -138,7 +138,12 @@ async def predict(
 
 def _success(result: dict[str, Any], request_id: str) -> web.Response:
     handler_headers = dict(result.get("headers") or {})
-    content_type = handler_headers.pop("content-type", None) or result.get("content_type") or "application/octet-stream"
+    # The handler's own Content-Type wins, however it spelled the header name.
+    set_by_handler = [k for k in handler_headers if k.lower() == "content-type"]
+    content_type = handler_headers.pop(set_by_handler[-1]) if set_by_handler else None
+    for key in set_by_handler[:-1]:
+        handler_headers.pop(key)
+    content_type = content_type or result.get("content_type") or "application/octet-stream"
     headers = {**NO_CACHE, "x-request-id": request_id, **handler_headers, "Content-Type": content_type}
     return web.Response(
         body=result["body"], status=int(result["status"]), reason=result.get("phrase") or None, headers=headers

@@ -63,6 +63,7 @@ class WorkerHandle:
     manifest: dict[str, Any] | None = None
     loop_task: asyncio.Task[None] | None = None
     exit_code: int | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     def describe(self) -> dict[str, Any]:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started_at))
@@ -197,6 +198,8 @@ class WorkerPool:
         self._gpu_turn = 0
         self._server: asyncio.AbstractServer | None = None
         self._replacing: set[asyncio.Task[Any]] = set()
+        self._by_pid: dict[int, WorkerHandle] = {}  # until the zygote reports the exit status
+        self.targets: dict[int, ModelVersion] = {}  # models meant to have workers, by id
         self.closing = False
 
     async def start(self) -> None:
@@ -216,10 +219,24 @@ class WorkerPool:
         self._gpu_turn += 1
         return gpu
 
-    def _threads(self, extra: int = 1) -> int:
-        """Each worker gets its share of the cores, so N workers never oversubscribe them."""
-        live = sum(1 for w in self.workers.values() if w.status != "DEAD")
-        return max(1, (os.cpu_count() or 1) // max(1, live + extra))
+    def planned(self) -> int:
+        """How many workers all models are meant to have (what the cores are shared among)."""
+        live = sum(1 for w in self.workers.values() if w.status not in ("DEAD", "KILLED", "STOPPING"))
+        models = {id(w.model): w.model for w in self.workers.values()} | self.targets
+        targets = sum(m.target_workers for m in models.values() if not m.removed)
+        return max(1, live, targets)
+
+    def share(self) -> int:
+        """Each worker's share of the cores."""
+        return max(1, (os.cpu_count() or 1) // self.planned())
+
+    def rebalance(self) -> None:
+        """Give every worker the same share of the cores, so N workers never oversubscribe them."""
+        share = self.share()
+        for worker in self.workers.values():
+            if worker.status in ("READY", "BUSY") and worker.threads != share and worker.writer is not None:
+                worker.threads = share
+                worker.writer.write(protocol.encode({"op": "threads", "n": share}))
 
     async def add_worker(self, model: ModelVersion) -> WorkerHandle:
         """Fork a worker for ``model`` and wait until its handler's ``initialize`` returned.
@@ -229,7 +246,7 @@ class WorkerPool:
         """
         worker_id = str(self._next_id)
         self._next_id += 1
-        worker = WorkerHandle(worker_id, model, self._pick_gpu(model), self._threads())
+        worker = WorkerHandle(worker_id, model, self._pick_gpu(model), self.share())
         worker.loaded = asyncio.get_running_loop().create_future()
         self.workers[worker_id] = worker
         model.workers[worker_id] = worker
@@ -247,6 +264,7 @@ class WorkerPool:
         start = time.perf_counter()
         try:
             worker.pid = await self.zygote.spawn(self.sock_path, spec)
+            self._by_pid[worker.pid] = worker
             result = await asyncio.wait_for(worker.loaded, model.settings.startup_timeout)
         except (asyncio.TimeoutError, BackendError) as exc:
             self._forget(worker)
@@ -326,9 +344,10 @@ class WorkerPool:
             )
 
     def _on_exit(self, pid: int, code: int) -> None:
-        for worker in self.workers.values():
-            if worker.pid == pid:
-                worker.exit_code = code
+        worker = self._by_pid.get(pid)
+        if worker is not None:
+            worker.exit_code = code
+            worker.exited.set()
 
     def _died(self, worker: WorkerHandle) -> None:
         if worker.status == "DEAD":
@@ -343,28 +362,32 @@ class WorkerPool:
         self._forget(worker)
         if expected or self.closing:
             return
-        model = worker.model
+        task = asyncio.create_task(self._replace(worker))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self, dead: WorkerHandle) -> None:
+        """Report the death (with the exit status the zygote reaps), then fork a replacement."""
+        model = dead.model
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(dead.exited.wait(), 1.0)
+        self._by_pid.pop(dead.pid, None)
         self.on_event(
             "worker",
             model=model.name,
             version=model.version,
-            worker=worker.worker_id,
-            pid=worker.pid,
+            worker=dead.worker_id,
+            pid=dead.pid,
             status="DIED",
-            exit_code=worker.exit_code,
+            exit_code=dead.exit_code,
         )
-        if not model.removed and len(model.workers) < model.target_workers:
-            task = asyncio.create_task(self._replace(model))
-            self._replacing.add(task)
-            task.add_done_callback(self._replacing.discard)
-
-    async def _replace(self, model: ModelVersion) -> None:
         for delay in (0.0, 1.0, 2.0, 4.0, 8.0):
             await asyncio.sleep(delay)
             if model.removed or self.closing or len(model.workers) >= model.target_workers:
                 return
             try:
                 await self.add_worker(model)
+                self.rebalance()
                 return
             except WorkerLoadError as exc:
                 self.on_event("worker", model=model.name, version=model.version, status="FAILED", error=str(exc))
@@ -413,6 +436,7 @@ class WorkerPool:
                 status="TIMEOUT",
                 response_timeout=model.settings.response_timeout,
             )
+            worker.status = "KILLED"  # never READY again: its socket closes and _died() replaces it
             worker.kill()  # its socket closes and _died() forks the replacement
             reply = {"error": {"code": 500, "message": "Worker died."}}
         except (WorkerDied, ConnectionError, AssertionError):

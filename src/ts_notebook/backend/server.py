@@ -94,20 +94,25 @@ class Backend:
     async def scale(self, mv: ModelVersion, target: int) -> None:
         """Bring ``mv`` to ``target`` workers: fork new ones in parallel, or drain the extra ones."""
         mv.target_workers = target
+        self.pool.targets[id(mv)] = mv
         live = [w for w in mv.workers.values() if w.status in ("STARTING", "READY", "BUSY")]
-        if len(live) < target:
-            results = await asyncio.gather(
-                *(self.pool.add_worker(mv) for _ in range(target - len(live))), return_exceptions=True
-            )
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                mv.target_workers = len(mv.workers)
-                raise errors[0]
-        for worker in live[target:]:
-            await self.pool.stop_worker(worker)
+        try:
+            if len(live) < target:
+                results = await asyncio.gather(
+                    *(self.pool.add_worker(mv) for _ in range(target - len(live))), return_exceptions=True
+                )
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    mv.target_workers = len(mv.workers)
+                    raise errors[0]
+            for worker in live[target:]:
+                await self.pool.stop_worker(worker)
+        finally:
+            self.pool.rebalance()
 
     async def retire(self, mv: ModelVersion) -> None:
         mv.target_workers = 0
+        self.pool.targets.pop(id(mv), None)
         for worker in list(mv.workers.values()):
             await self.pool.stop_worker(worker)
         while not mv.queue.empty():

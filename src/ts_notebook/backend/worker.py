@@ -127,6 +127,8 @@ def run(sock_path: str, spec: dict[str, Any]) -> int:
             return 0
         if message.get("op") == "predict":
             worker.send(_predict(worker, entry, context, message))
+        elif message.get("op") == "threads":  # the backend re-shared the cores among its workers
+            _limit_threads(int(message["n"]))
 
 
 def _load(worker: Worker, spec: dict[str, Any]) -> tuple[Any, Any] | None:

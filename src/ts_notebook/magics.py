@@ -101,6 +101,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     pred.add_argument("payload", nargs="?", help="the body, or @FILE")
     pred.add_argument("--version")
     pred.add_argument("--content-type")
+    dash = sub.add_parser("dashboard", help="a live view of models, requests, logs, with a try-it form")
+    dash.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
     logs = sub.add_parser("logs", help="handler log lines and worker events")
     logs.add_argument("name", nargs="?")
     logs.add_argument("--tail", type=int, default=50)
@@ -261,6 +263,7 @@ class TsNotebookMagics(Magics):
             %ts_serve scale NAME --min-workers N [--max-workers M]
             %ts_serve predict NAME [PAYLOAD | @FILE] [--version V] [--content-type CT]
             %ts_serve logs [NAME] [--tail N]
+            %ts_serve dashboard [--interval S]
             %ts_serve stop
 
         ``start`` runs ts_notebook's embedded backend (pure Python, no Java) in a subprocess on
@@ -364,6 +367,11 @@ class TsNotebookMagics(Magics):
             content_type = _guess_content_type(payload)
         answer = self._backend().client().predict(args.name, payload, version=args.version, content_type=content_type)
         return answer.value
+
+    def _serve_dashboard(self, args: Any) -> Any:
+        from ts_notebook.widgets.dashboard import ServingDashboard
+
+        return ServingDashboard(self._backend().client(), interval=args.interval)
 
     def _serve_logs(self, args: Any) -> Any:
         from ts_notebook.serving import LogView

@@ -1,0 +1,170 @@
+"""The serving dashboard: models, requests, handler logs, a worker's real context, a try-it form
+and live figures, kept current by one poller thread.
+
+Every button has a method twin (``refresh``, ``scale``, ``unregister``, ``reload``,
+``show_context``, ``send``, ``filter_logs``, ``stop``), so tests and scripts need no browser.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+
+from ts_notebook.client import Client, Response
+from ts_notebook.errors import BackendError
+from ts_notebook.widgets.context import ContextView
+from ts_notebook.widgets.figures import FiguresView
+from ts_notebook.widgets.manifest import ManifestView
+from ts_notebook.widgets.models import ModelsView
+from ts_notebook.widgets.poller import Poller
+from ts_notebook.widgets.prediction_log import PredictionLogView
+from ts_notebook.widgets.request_log import RequestLogView
+from ts_notebook.widgets.try_it import TryItView
+
+
+class ServingDashboard(widgets.VBox):
+    """A live view of one backend. ``status`` is "live", "stopped" (server gone) or "closed"."""
+
+    status = traitlets.Unicode("live")
+    last_error = traitlets.Unicode("")
+
+    def __init__(self, client: Client, *, interval: float = 1.0, autostart: bool = True) -> None:
+        self.client = client
+        self._seq = 0
+        self._urls: dict[str, str] = {}
+        self.header = widgets.HTML()
+        self.figures = FiguresView()
+        self.models = ModelsView(self._on_action)
+        self.requests = RequestLogView()
+        self.logs = PredictionLogView()
+        self.context = widgets.VBox()
+        self.context.add_class("tsn-context-view")
+        self.try_it = TryItView(lambda model, body, ctype: self.poller.submit(lambda: self.send(model, body, ctype)))
+        tabs = widgets.Tab(children=[self.requests, self.logs, self.context])
+        for i, title in enumerate(("requests", "log", "context")):
+            tabs.set_title(i, title)
+        super().__init__(children=[self.header, self.figures, self.models, self.try_it, tabs])
+        self.add_class("tsn-dashboard")
+        self.poller = Poller(self.refresh, interval, on_error=lambda exc: setattr(self, "last_error", repr(exc)))
+        self.refresh()
+        if autostart:
+            self.poller.start()
+
+    # -- the poller's round -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Fetch new events and the models' state and show them (one batched update)."""
+        try:
+            batch = self.client.events(self._seq, limit=2000)
+            described = [v for m in self.client.list_models() for v in self.client.describe(m["modelName"], "all")]
+            self._urls = {m["modelName"]: m["modelUrl"] for m in self.client.list_models()}
+        except BackendError as exc:
+            self._server_gone(str(exc))
+            return
+        events = batch["events"]
+        self._seq = batch["next"]
+        requests = [e for e in events if e["kind"] == "request"]
+        logs = [e for e in events if e["kind"] in ("log", "worker")]
+        with self.hold_sync():
+            self.requests.add(requests)
+            self.logs.add(
+                [e if e["kind"] == "log" else {**e, "level": "INFO", "message": _worker_line(e)} for e in logs]
+            )
+            self.figures.add(requests)
+            if described != self.models.models:
+                self.models.models = described
+            self.try_it.set_models(sorted({m["modelName"] for m in described}))
+            self.header.value = (
+                f"<b>serving</b> <code>{html.escape(self.client.inference_address)}</code> "
+                f"· {len(described)} model version(s) · status {self.status}"
+            )
+
+    def _server_gone(self, why: str) -> None:
+        self.status = "stopped"
+        self.last_error = why
+        self.header.value = f"<b style='color:#cf222e'>server stopped</b>: {html.escape(why)}"
+        self.poller.stop()
+
+    # -- method twins of the buttons ------------------------------------------------------------------
+    def _on_action(self, action: str, model: str, count: int) -> None:
+        twin = {
+            "scale": lambda: self.scale(model, count),
+            "unregister": lambda: self.unregister(model),
+            "reload": lambda: self.reload(model),
+            "context": lambda: self.show_context(model),
+        }[action]
+        self.poller.submit(twin)
+
+    def scale(self, model: str, workers: int) -> str:
+        answer = self.client.scale(model, workers, synchronous=True)
+        self.refresh()
+        return answer
+
+    def unregister(self, model: str) -> str:
+        answer = self.client.unregister(model)
+        self.refresh()
+        return answer
+
+    def reload(self, model: str) -> str:
+        """Re-register the model from its archive (picks up a rebuilt .mar), keeping its worker count."""
+        url = self._urls.get(model)
+        if url is None:
+            raise BackendError(f"model {model!r} is not registered")
+        workers = max(1, len(self.client.describe(model)[0]["workers"]))
+        self.client.unregister(model)
+        answer = self.client.register(url, model_name=model, initial_workers=workers)
+        self.refresh()
+        return answer
+
+    def show_context(self, model: str) -> list[dict[str, Any]]:
+        """Show the system_properties and manifest the model's first worker really received."""
+        entries = [e for e in self.client.workers() if e["modelName"] == model and e["workers"]]
+        if not entries:
+            self.context.children = [widgets.HTML(f"<i>{html.escape(model)} has no running worker</i>")]
+            return []
+        worker = entries[0]["workers"][0]
+        self.context.children = [
+            widgets.HTML(f"<b>{html.escape(model)}</b>, worker {worker['id']} (pid {worker['pid']})"),
+            ContextView(model, worker["system_properties"] or {}),
+            ManifestView(worker["manifest"]),
+        ]
+        shown: list[dict[str, Any]] = entries[0]["workers"]
+        return shown
+
+    def send(self, model: str, body: bytes | str, content_type: str) -> Response:
+        """The try-it form's Send: one request; the answer shows below the form and in the request log."""
+        answer = self.client.predict(model, body, content_type=content_type or None, check=False)
+        value = answer.value
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, bytes) else _pretty(value)
+        self.try_it.show(answer.status, text)
+        self.refresh()
+        return answer
+
+    def filter_logs(self, model: str = "", level: str = "") -> None:
+        self.logs.filter(model, level)
+
+    def stop(self) -> None:
+        """Stop updating (the widget stays as it is)."""
+        self.poller.stop()
+        if self.status == "live":
+            self.status = "closed"
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"ServingDashboard({self.client.inference_address}, {self.status})\n{self.models!r}\n{self.figures!r}"
+
+
+def _pretty(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, default=repr)
+
+
+def _worker_line(e: dict[str, Any]) -> str:
+    details = " ".join(f"{k}={e[k]}" for k in ("status", "pid", "gpu_id", "exit_code", "error") if e.get(k) is not None)
+    return f"worker {e.get('worker', '-')}: {details}"

@@ -1,0 +1,77 @@
+"""Live figures per model over the last minute: requests/s, p50 and p99 latency, errors."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+
+from ts_notebook.widgets._base import esc
+
+WINDOW_S = 60.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+class FiguresView(widgets.VBox):
+    figures: traitlets.Dict[str, Any] = traitlets.Dict()
+
+    def __init__(self) -> None:
+        self._recent: deque[dict[str, Any]] = deque()
+        self._body = widgets.HTML()
+        super().__init__(children=[self._body])
+        self.add_class("tsn-figures")
+        self.observe(lambda _c: self._render(), names="figures")
+        self._render()
+
+    def add(self, requests: list[dict[str, Any]], now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._recent.extend(requests)
+        self._recent = deque(e for e in self._recent if e["time"] >= now - WINDOW_S)
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for e in self._recent:
+            by_model.setdefault(e["model"], []).append(e)
+        figures = {}
+        for model, events in by_model.items():
+            span = max(1.0, min(WINDOW_S, now - min(e["time"] for e in events)))
+            latencies = [e["latency_ms"] for e in events]
+            figures[model] = {
+                "rps": round(len(events) / span, 2),
+                "p50_ms": round(percentile(latencies, 50), 2),
+                "p99_ms": round(percentile(latencies, 99), 2),
+                "errors": sum(1 for e in events if e["status"] >= 400),
+                "requests": len(events),
+            }
+        self.figures = figures
+
+    def _render(self) -> None:
+        if not self.figures:
+            self._body.value = "<i>no traffic in the last minute</i>"
+            return
+        cells = "".join(
+            f"<tr><td><b>{esc(m)}</b></td><td>{f['rps']}</td><td>{f['p50_ms']}</td><td>{f['p99_ms']}</td>"
+            f"<td>{f['errors']}</td></tr>"
+            for m, f in sorted(self.figures.items())
+        )
+        self._body.value = (
+            "<table class='tsn-table'><tr><th>model</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th>"
+            f"<th>errors</th></tr>{cells}</table>"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            "\n".join(
+                f"{m}: {f['rps']} req/s p50 {f['p50_ms']} ms p99 {f['p99_ms']} ms errors {f['errors']}"
+                for m, f in sorted(self.figures.items())
+            )
+            or "no traffic in the last minute"
+        )

@@ -1,0 +1,75 @@
+"""The models table: name, version, status, workers (id, pid, status, gpu, memory), batching and
+timeout, with per-row actions (scale, unregister, reload, context)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+
+from ts_notebook.widgets._base import esc
+
+
+def _worker_text(w: dict[str, Any]) -> str:
+    mem = f"{w.get('memoryUsage', 0) / 2**20:.0f} MB" if w.get("memoryUsage") else "-"
+    gpu = "gpu" if w.get("gpu") else "cpu"
+    return f"{w['id']}:{w['status']} pid {w['pid']} {gpu} {mem}"
+
+
+def model_status(m: dict[str, Any]) -> str:
+    ready = sum(1 for w in m["workers"] if w["status"] == "READY")
+    if not m["workers"]:
+        return "no workers"
+    return "ready" if ready == len(m["workers"]) else f"{ready}/{len(m['workers'])} ready"
+
+
+class ModelsView(widgets.VBox):
+    """One row per registered model version; ``models`` holds the management API's descriptions."""
+
+    models: traitlets.List[dict[str, Any]] = traitlets.List()
+
+    def __init__(self, on_action: Callable[[str, str, int], None]) -> None:
+        self._on_action = on_action
+        self._table = widgets.HTML()
+        self._rows = widgets.VBox()
+        super().__init__(children=[self._table, self._rows])
+        self.add_class("tsn-models")
+        self.observe(lambda _c: self._render(), names="models")
+        self._render()
+
+    def _render(self) -> None:
+        head = (
+            "<tr><th>model</th><th>version</th><th>status</th><th>workers</th><th>batch</th>"
+            "<th>delay ms</th><th>timeout s</th></tr>"
+        )
+        rows = "".join(
+            f"<tr class='tsn-model-row'><td><b>{esc(m['modelName'])}</b></td><td>{esc(m['modelVersion'])}</td>"
+            f"<td>{esc(model_status(m))}</td><td>{esc('; '.join(_worker_text(w) for w in m['workers']) or '-')}</td>"
+            f"<td>{m['batchSize']}</td><td>{m['maxBatchDelay']}</td><td>{m['responseTimeout']}</td></tr>"
+            for m in self.models
+        )
+        self._table.value = f"<table class='tsn-table'>{head}{rows}</table>" if self.models else "<i>no models</i>"
+        self._rows.children = [self._actions_row(m) for m in self.models]
+
+    def _actions_row(self, m: dict[str, Any]) -> widgets.HBox:
+        name = m["modelName"]
+        count = widgets.BoundedIntText(value=len(m["workers"]), min=0, max=64, layout={"width": "70px"})
+        buttons = []
+        for action, label in (
+            ("scale", "scale"),
+            ("unregister", "unregister"),
+            ("reload", "reload"),
+            ("context", "context"),
+        ):
+            button = widgets.Button(description=label, layout={"width": "auto"})
+            button.add_class(f"tsn-{action}")
+            button.on_click(lambda _b, a=action: self._on_action(a, name, int(count.value)))
+            buttons.append(button)
+        row = widgets.HBox([widgets.Label(f"{name}:"), count, *buttons])
+        row.add_class("tsn-model-actions")
+        return row
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{m['modelName']} {m['modelVersion']} {model_status(m)}" for m in self.models) or "no models"

@@ -1,0 +1,178 @@
+"""The dashboard through its state (traits and method twins) against a real backend subprocess."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.assets import write_assets
+from ts_notebook import launcher
+from ts_notebook.archive import build_archive
+from ts_notebook.client import Client
+from ts_notebook.widgets import ServingDashboard
+from ts_notebook.widgets.figures import FiguresView
+from ts_notebook.widgets.poller import Poller
+
+ECHO = (
+    "import logging\n\ndef handle(data, context):\n    if data is None:\n        return None\n"
+    "    logging.warning('echo saw %r', data[0])\n    return [row.get('body') for row in data]\n"
+)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Path]]:
+    root = tmp_path_factory.mktemp("dash")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_RUNTIME_DIR", str(root))
+    store = root / "store"
+    store.mkdir()
+    assets = write_assets(root / "assets")
+    build_archive(
+        "tiny",
+        "1.0",
+        str(assets / "handler.py"),
+        model_file=str(assets / "model.py"),
+        serialized_file=str(assets / "tiny_state.pth"),
+        export_path=store,
+    )
+    (root / "echo.py").write_text(ECHO)
+    build_archive("echo", "1.0", str(root / "echo.py"), export_path=store)
+    outcome = launcher.start(launcher.LaunchSpec(store))
+    assert isinstance(outcome, launcher.Started), outcome
+    client = outcome.info.client()
+    client.register("tiny.mar", initial_workers=1)
+    client.register("echo.mar", initial_workers=1)
+    try:
+        yield client, store
+    finally:
+        launcher.stop(outcome.info)
+        mp.undo()
+
+
+def test_dashboard_shows_models_and_every_view_has_its_class(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, autostart=False)
+    classes = {
+        c
+        for view in (dash, dash.models, dash.requests, dash.logs, dash.try_it, dash.figures, dash.context)
+        for c in view._dom_classes
+    }
+    assert {
+        "tsn-dashboard",
+        "tsn-models",
+        "tsn-request-log",
+        "tsn-prediction-log",
+        "tsn-try-it",
+        "tsn-figures",
+        "tsn-context-view",
+    } <= classes
+    assert sorted(m["modelName"] for m in dash.models.models) == ["echo", "tiny"]
+    assert dash.try_it.model.options == ("echo", "tiny")
+    assert "tiny 1.0 ready" in repr(dash.models)
+    dash.close()
+
+
+def test_try_it_send_shows_the_answer_and_a_request_row(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, autostart=False)
+    answer = dash.send("tiny", '{"input": [1, 2, 3, 4]}', "application/json")
+    assert answer.status == 200
+    assert "-0.36975" in dash.try_it.response.value
+    row = dash.requests.rows[0]
+    assert (row["model"], row["status"]) == ("tiny", 200)
+    assert row["data"] == "{'body': {'input': [1, 2, 3, 4]}}"  # the data row exactly as the handler got it
+    assert "tsn-request-row" in dash.requests._body.value
+    assert dash.figures.figures["tiny"]["requests"] >= 1
+    dash.close()
+
+
+def test_prediction_log_shows_handler_lines_and_filters(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, autostart=False)
+    dash.send("echo", "hello", "text/plain")
+    lines = [e for e in dash.logs.lines if "echo saw" in str(e.get("message"))]
+    assert lines and lines[-1]["level"] == "WARNING" and lines[-1]["request_id"]
+    dash.filter_logs(model="echo", level="WARNING")
+    assert all(e["model"] == "echo" for e in dash.logs.visible())
+    assert "echo saw {&#x27;body&#x27;: &#x27;hello&#x27;}" in dash.logs._body.value
+    dash.filter_logs(model="tiny", level="ERROR")
+    assert not any("echo saw" in str(e.get("message")) for e in dash.logs.visible())
+    dash.close()
+
+
+def test_actions_scale_context_reload_unregister(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, autostart=False)
+    assert dash.scale("echo", 2) == "Workers scaled to 2 for model: echo"
+    assert len(next(m for m in dash.models.models if m["modelName"] == "echo")["workers"]) == 2
+    workers = dash.show_context("tiny")
+    props = workers[0]["system_properties"]
+    assert (
+        props["batch_size"] == 1 and props["gpu_id"] is None and props["model_dir"].endswith(props["model_dir"][-16:])
+    )
+    assert any("tsn-context" in c._dom_classes for c in dash.context.children)
+    assert dash.reload("echo").startswith('Model "echo" Version: 1.0 registered with 2 initial workers')
+    assert dash.unregister("echo") == 'Model "echo" unregistered'
+    assert [m["modelName"] for m in dash.models.models] == ["tiny"]
+    client.register("echo.mar", initial_workers=1)
+    dash.close()
+
+
+def test_the_poller_updates_the_dashboard_and_stops_with_it(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, interval=0.1)
+    assert dash.poller.running
+    before = len(dash.requests.rows)
+    client.predict("tiny", {"input": [1, 2, 3, 4]})  # traffic from elsewhere shows up by itself
+    deadline = time.monotonic() + 10
+    while len(dash.requests.rows) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(dash.requests.rows) == before + 1
+    dash.close()
+    assert not dash.poller.running and dash.status == "closed"
+
+
+def test_dashboard_stops_cleanly_when_the_server_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "store").mkdir()
+    outcome = launcher.start(launcher.LaunchSpec(tmp_path / "store"))
+    assert isinstance(outcome, launcher.Started)
+    dash = ServingDashboard(outcome.info.client(), interval=0.1)
+    launcher.stop(outcome.info)
+    deadline = time.monotonic() + 10
+    while dash.status == "live" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dash.status == "stopped" and "server stopped" in dash.header.value
+    deadline = time.monotonic() + 5
+    while dash.poller.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not dash.poller.running
+
+
+def test_actions_from_buttons_run_on_the_poller_thread() -> None:
+    import threading
+
+    seen: list[str] = []
+    poller = Poller(lambda: None, interval=0.05)
+    poller.submit(lambda: seen.append(threading.current_thread().name))  # no poller yet: runs here
+    poller.start()
+    done = threading.Event()
+    poller.submit(lambda: (seen.append(threading.current_thread().name), done.set()))
+    assert done.wait(5)
+    poller.stop()
+    assert seen == [threading.current_thread().name, "ts_notebook-dashboard"]
+
+
+def test_figures_over_the_last_minute() -> None:
+    view = FiguresView()
+    now = 1000.0
+    events = [
+        {"time": now - 10 + i, "model": "m", "latency_ms": float(i), "status": 200 if i < 9 else 503} for i in range(10)
+    ]
+    events.append({"time": now - 120, "model": "old", "latency_ms": 1.0, "status": 200})
+    view.add(events, now=now)
+    assert view.figures == {"m": {"rps": 1.0, "p50_ms": 4.0, "p99_ms": 9.0, "errors": 1, "requests": 10}}
+    assert repr(view) == "m: 1.0 req/s p50 4.0 ms p99 9.0 ms errors 1"

@@ -129,7 +129,7 @@ async def predict(
         worker=result.get("worker"),
         data=preview(shaped.row),
         headers=preview(shaped.headers, 500),
-        response=preview(sent[:4000]),
+        response=_body_preview(sent),
         method=request.method,
         path=request.path,
     )
@@ -148,3 +148,12 @@ def _success(result: dict[str, Any], request_id: str) -> web.Response:
     return web.Response(
         body=result["body"], status=int(result["status"]), reason=result.get("phrase") or None, headers=headers
     )
+
+
+def _body_preview(body: bytes, limit: int = 2000) -> str:
+    """The answer as a person reads it: text when it is UTF-8, else the bytes' repr."""
+    try:
+        text = body[:limit].decode("utf-8")
+    except UnicodeDecodeError:
+        return preview(body[:limit], limit)
+    return text if len(body) <= limit else text + "…"

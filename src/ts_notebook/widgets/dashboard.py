@@ -43,10 +43,8 @@ class ServingDashboard(widgets.VBox):
         self.context = widgets.VBox()
         self.context.add_class("tsn-context-view")
         self.try_it = TryItView(lambda model, body, ctype: self.poller.submit(lambda: self.send(model, body, ctype)))
-        tabs = widgets.Tab(children=[self.requests, self.logs, self.context])
-        for i, title in enumerate(("requests", "log", "context")):
-            tabs.set_title(i, title)
-        super().__init__(children=[self.header, self.figures, self.models, self.try_it, tabs])
+        top = widgets.HBox([self.try_it, widgets.VBox([self.figures, self.context])])
+        super().__init__(children=[self.header, self.models, top, self.requests, self.logs])
         self.add_class("tsn-dashboard")
         self.poller = Poller(self.refresh, interval, on_error=lambda exc: setattr(self, "last_error", repr(exc)))
         self.refresh()

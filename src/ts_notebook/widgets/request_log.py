@@ -40,9 +40,9 @@ class RequestLogView(widgets.VBox):
                 f"<tr class='tsn-request-row'><td>{stamp}</td><td>{esc(e['model'])}</td><td>{esc(e['version'])}</td>"
                 f"<td style='color:{color}'>{e['status']}</td><td>{e['latency_ms']:.1f} ms</td>"
                 f"<td>{esc(e.get('worker') or '-')}</td>"
-                f"<td><details><summary><code>{esc(e['data'][:60])}</code></summary><pre>{esc(e['data'])}</pre>"
+                f"<td><details><summary><code>{esc(e['data'][:90])}</code></summary><pre>{esc(e['data'])}</pre>"
                 f"<pre>{esc(e.get('headers', ''))}</pre></details></td>"
-                f"<td><code class='tsn-response'>{esc(e['response'][:200])}</code></td></tr>"
+                f"<td><code class='tsn-response'>{esc(' '.join(e['response'].split())[:120])}</code></td></tr>"
             )
         head = (
             "<tr><th>time</th><th>model</th><th>version</th><th>status</th><th>latency</th><th>worker</th>"

@@ -17,26 +17,36 @@ from ts_notebook.archive import build_archive
 README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 
 
-
 def test_dashboard_try_it_in_a_real_browser(lab: JupyterLab, artifacts: Path) -> None:
     folder = lab.root_dir
     assets = write_assets(folder / "assets")
     handler = folder / "assets" / "chatty_handler.py"
     handler.write_text(
-        (assets / "handler.py").read_text().replace(
+        (assets / "handler.py")
+        .read_text()
+        .replace(
             "    def preprocess(self, data):\n",
             "    def preprocess(self, data):\n        import logging\n"
             "        logging.getLogger('chatty').info('preprocess got %r', data)\n",
         )
     )
-    build_archive("tiny", "1.0", str(handler), model_file=str(assets / "model.py"),
-                  serialized_file=str(assets / "tiny_state.pth"), extra_files=str(assets / "index_to_name.json"),
-                  export_path=folder)
-    lab.write_notebook("dashboard_e2e.ipynb", [
-        "%load_ext ts_notebook",
-        "%ts_serve start --model-store store\n%ts_serve register tiny.mar",
-        "dash = %ts_serve dashboard --interval 0.5\ndash",
-    ])
+    build_archive(
+        "tiny",
+        "1.0",
+        str(handler),
+        model_file=str(assets / "model.py"),
+        serialized_file=str(assets / "tiny_state.pth"),
+        extra_files=str(assets / "index_to_name.json"),
+        export_path=folder,
+    )
+    lab.write_notebook(
+        "dashboard_e2e.ipynb",
+        [
+            "%load_ext ts_notebook",
+            "%ts_serve start --model-store store\n%ts_serve register tiny.mar",
+            "dash = %ts_serve dashboard --interval 0.5\ndash",
+        ],
+    )
     (folder / "store").mkdir(exist_ok=True)
     with lab.notebook_page("dashboard_e2e.ipynb", timeout=180) as nb:
         nb.run_all(timeout=240, check=True)
@@ -49,13 +59,12 @@ def test_dashboard_try_it_in_a_real_browser(lab: JupyterLab, artifacts: Path) ->
         nb.wait_for(".tsn-try-it-answer", timeout=60)
         answer = " ".join(nb.texts(".tsn-try-it-response"))
         assert "answer 200" in answer and "[" in answer
-        nb.page.wait_for_function(
-            f"document.querySelectorAll('.tsn-request-row').length > {before}", timeout=60_000
-        )
+        nb.page.wait_for_function(f"document.querySelectorAll('.tsn-request-row').length > {before}", timeout=60_000)
         rows = nb.texts(".tsn-request-row")
         assert any("{'body': {'input': [4, 3, 2, 1]}}" in r and "200" in r for r in rows), rows
         nb.page.wait_for_function(
-            "Array.from(document.querySelectorAll('.tsn-log-lines')).some(e => e.textContent.includes('preprocess got'))",
+            "Array.from(document.querySelectorAll('.tsn-log-lines'))"
+            ".some(e => e.textContent.includes('preprocess got'))",
             timeout=60_000,
         )
         nb.page.set_viewport_size({"width": 1400, "height": 1500})  # the whole dashboard in one picture

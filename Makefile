@@ -42,6 +42,8 @@ lab: venv
 
 bench: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py
+	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_serving.py
+	$(VENV)/bin/python bench/bench_notebook_start.py
 
 clean:
 	rm -rf $(VENV) $(TSVENV) .pytest_cache .mypy_cache .ruff_cache

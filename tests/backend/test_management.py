@@ -103,10 +103,20 @@ def test_register_failure_in_initialize_keeps_model_with_no_workers(backend: Bac
     assert (body["code"], body["type"]) == (500, "InternalServerException")
     assert body["message"].startswith("Failed to start workers for model badinit version: 1.0")
     assert "boom from initialize()" in body["message"]  # the real cause, not only TorchServe's generic 500
+    assert "at probe_handler.py, line " in body["message"]  # and the handler line that raised
     [desc] = backend.describe("badinit")
     assert (desc["minWorkers"], desc["maxWorkers"], desc["workers"]) == (0, 0, [])
     assert backend.predict("badinit").status == 503
     assert backend.mgmt("DELETE", "/models/badinit").status == 200
+
+
+def test_worker_that_exits_during_load(backend: Backend, models: Models) -> None:
+    reply = models.register("probe.mar", "exitinit", expect=500, initial_workers=1)
+    message = reply.json()["message"]
+    assert message.startswith("Failed to start workers for model exitinit version: 1.0")
+    assert "the worker process exited while loading the model" in message
+    assert backend.describe("exitinit")[0]["workers"] == []
+    assert backend.predict("startup").status == 200  # the server and other models are unaffected
 
 
 def test_register_asynchronously(backend: Backend, models: Models) -> None:

@@ -87,7 +87,7 @@ def test_request_events(backend: Backend, models: Models) -> None:
     assert first["latency_ms"] > 0
     assert first["worker"] == worker["id"]
     assert (first["model"], first["version"]) == ("recorded", "1.0")
-    assert first["response"] == repr(ok.body)
+    assert first["response"] == ok.body.decode()  # the answer as text, as a person reads it
     assert second["request_id"] == bad.headers["x-request-id"]
     assert second["status"] == 503
     assert second["data"] == "{'body': 'plain text'}"

@@ -120,3 +120,20 @@ def test_get_request_has_empty_body(backend: Backend, echo: str) -> None:
     seen = _echo(backend, None, None, method="GET", path="/predictions/echo?data=xyz")
     assert seen["repr"] == "{'body': bytearray(b'')}"
     assert seen["headers"]["content-length"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"no boundary at all", "multipart/form-data"),
+        (b"--x\r\ngarbage without headers", "multipart/form-data; boundary=x"),
+        (b"%%%=&&&=%zz", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe\x00not utf-8", "text/plain"),
+    ],
+)
+def test_malformed_bodies_reach_the_handler_without_hurting_the_server(
+    backend: Backend, echo: str, body: bytes, content_type: str
+) -> None:
+    seen = _echo(backend, body, content_type)
+    assert isinstance(seen["repr"], str)  # the handler got a data row and answered
+    assert backend.predict("startup").status == 200

@@ -139,6 +139,8 @@ def handle(data, context):
     if data is None:  # initialize
         if context.model_name.startswith("badinit"):
             raise RuntimeError("boom from initialize()")
+        if context.model_name.startswith("exitinit"):
+            os._exit(7)  # the worker process dies while loading
         if context.model_name.startswith("slowinit"):
             time.sleep(0.5)
         return None

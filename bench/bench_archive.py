@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import common
+
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / "work"  # git-ignored: cached inputs and build outputs
 RESULTS = BENCH / "results"
@@ -515,21 +517,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "archive.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-
-
 def reference_venv() -> Path | None:
-    raw = os.environ.get("TS_REF_VENV", "").strip()
-    if not raw:
-        print("TS_REF_VENV is not set: point it at a venv with torch-model-archiver 0.12.0 (`make compat-venv`).")
-        return None
-    venv = Path(raw).resolve()
-    if not (venv / "bin" / "torch-model-archiver").is_file():
-        print(f"TS_REF_VENV={venv} has no bin/torch-model-archiver.")
-        return None
-    return venv
+    return common.reference_venv("torch-model-archiver", "torch-model-archiver 0.12.0")
 
 
 def warm_up(ref_venv: Path) -> None:
@@ -562,12 +551,12 @@ def main() -> int:
         for fmt in FORMATS:
             result["formats"][fmt] = bench_format(fmt, ref_venv, inputs, repeats)
             result["load_average"][f"after_{fmt}"] = load_average()
-            write_json(result)  # partial results survive an interrupted run
+            common.write_json("archive.json", result)  # partial results survive an interrupted run
     finally:
         for out in WORK.glob("out-*"):
             shutil.rmtree(out, ignore_errors=True)
     result["load_average"]["end"] = load_average()
-    write_json(result)
+    common.write_json("archive.json", result)
     markdown = render_markdown(result)
     (RESULTS / "archive.md").write_text(markdown)
     print()

@@ -62,6 +62,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import common
 import psutil  # type: ignore[import-untyped]
 
 BENCH = Path(__file__).resolve().parent
@@ -1259,21 +1260,9 @@ def render_markdown(result: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-
-
 def reference_venv() -> Path | None:
-    raw = os.environ.get("TS_REF_VENV", "").strip()
-    if not raw:
-        print("TS_REF_VENV is not set: point it at a venv with torchserve 0.12.0 (`make compat-venv`).")
-        return None
-    venv = Path(raw).resolve()
-    if not (venv / "bin" / "torchserve").is_file():
-        print(f"TS_REF_VENV={venv} has no bin/torchserve.")
-        return None
-    if shutil.which("java") is None:
+    venv = common.reference_venv("torchserve", "torchserve 0.12.0")
+    if venv is not None and shutil.which("java") is None:
         print("TorchServe needs Java (17) on PATH.")
         return None
     return venv
@@ -1319,7 +1308,7 @@ def run_all(ref_venv: Path, s: Settings, result: dict[str, Any]) -> None:
             print(f"  {kind:<4} cold start #{i + 1}: {json.dumps({k: v for k, v in run.items() if k != 'rss_peak'})}",
                   flush=True)  # fmt: skip
     result["load_average"]["after_cold_start"] = load_average()
-    write_json(result)
+    common.write_json("serving.json", result)
     # Then, model by model, one session per server (a fresh server with no models), one after the other.
     # The reference venv runs as installed, except that the BERT session puts transformers on its path.
     phases: list[tuple[str, Callable[[Server], dict[str, Any]]]] = [
@@ -1343,7 +1332,7 @@ def run_all(ref_venv: Path, s: Settings, result: dict[str, Any]) -> None:
             merged["answers"][phase] = out.pop("answer", None)
             merged |= out
             result["load_average"][f"after_{kind}_{phase}"] = load_average()
-            write_json(result)
+            common.write_json("serving.json", result)
 
 
 def main() -> int:
@@ -1377,14 +1366,14 @@ def main() -> int:
             print(f"error: {exc}", flush=True)
         except KeyboardInterrupt as exc:  # every server was stopped on the way out; keep the raw runs only
             result["errors"].append(f"interrupted: {exc}")
-            write_json(result)
+            common.write_json("serving.json", result)
             print("interrupted: partial results in serving.json, serving.md left as it was", flush=True)
             return 130
     result["load_average"]["end"] = load_average()
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     for kind, sess in result["servers"].items():
         result["errors"] += [f"{kind}: {e}" for e in sess.get("errors", [])]
-    write_json(result)
+    common.write_json("serving.json", result)
     rows = build_rows(result)
     (RESULTS / "serving.md").write_text(render_markdown(result, rows))
     print()

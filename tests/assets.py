@@ -100,3 +100,18 @@ def write_assets(root: Path) -> Path:
     (extra / ".git").mkdir(exist_ok=True)
     (extra / ".git" / "HEAD").write_text("ref\n")
     return root
+
+
+def build_tiny(assets: Path, export_path: Path, name: str = "tiny", handler: Path | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    """The eager TinyNet archive most tests serve: model.py + tiny_state.pth + a handler (handler.py)."""
+    from ts_notebook.archive import build_archive
+
+    return build_archive(
+        name,
+        "1.0",
+        str(handler or assets / "handler.py"),
+        model_file=str(assets / "model.py"),
+        serialized_file=str(assets / "tiny_state.pth"),
+        export_path=export_path,
+        **kw,  # type: ignore[arg-type]
+    )

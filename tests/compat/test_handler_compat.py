@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from tests.assets import HANDLER_PY
+from tests.assets import HANDLER_PY, build_tiny
 
 from .torchserve import TorchServe
 
@@ -80,18 +80,11 @@ def test_with_torchserve_installed_the_real_ts_classes_run_with_our_context(
     """In an environment that has torchserve, handlers get the real BaseHandler, and it works with our Context."""
     import subprocess
 
-    from ts_notebook.archive import build_archive, extract_archive
+    from ts_notebook.archive import extract_archive
     from ts_notebook.handler import dry_run, make_request
 
     a = model_assets
-    info = build_archive(
-        "tiny",
-        "1.0",
-        str(a / "handler.py"),
-        model_file=str(a / "model.py"),
-        serialized_file=str(a / "tiny_state.pth"),
-        export_path=tmp_path,
-    )
+    info = build_tiny(a, tmp_path)
     model_dir = extract_archive(info.path, tmp_path / "model")
     src = Path(__file__).resolve().parents[2] / "src"
     proc = subprocess.run(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ts_notebook.archive import build_archive, extract_archive
+from tests.assets import build_tiny
+from ts_notebook.archive import extract_archive
 from ts_notebook.handler import Trace, dry_run, make_request
 
 REQ = make_request(b'{"input": [1, 2, 3, 4]}', "application/json")
@@ -21,15 +22,11 @@ def run(tmp: Path, source: str, *, spec: str = "h", batch: int = 1, manifest: di
 
 @pytest.fixture
 def eager_dir(assets: Path, tmp_path: Path) -> Path:
-    info = build_archive(
-        "tiny",
-        "1.0",
-        str(assets / "handler.py"),
-        model_file=str(assets / "model.py"),
-        serialized_file=str(assets / "tiny_state.pth"),
+    info = build_tiny(
+        assets,
+        tmp_path,
         extra_files=str(assets / "index_to_name.json"),
         config_file=str(assets / "model-config.yaml"),
-        export_path=tmp_path,
     )
     return extract_archive(info.path, tmp_path / "model")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets import write_assets
+from tests.assets import build_tiny, write_assets
 from ts_notebook import launcher
 from ts_notebook.archive import build_archive
 from ts_notebook.client import Client
@@ -30,14 +30,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, 
     store = root / "store"
     store.mkdir()
     assets = write_assets(root / "assets")
-    build_archive(
-        "tiny",
-        "1.0",
-        str(assets / "handler.py"),
-        model_file=str(assets / "model.py"),
-        serialized_file=str(assets / "tiny_state.pth"),
-        export_path=store,
-    )
+    build_tiny(assets, store)
     (root / "echo.py").write_text(ECHO)
     build_archive("echo", "1.0", str(root / "echo.py"), export_path=store)
     outcome = launcher.start(launcher.LaunchSpec(store))

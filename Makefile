@@ -4,12 +4,13 @@
 PY ?= python3
 VENV := .venv
 TSVENV := .venv-ts
+K6VENV := .venv-ipykernel6
 PIP := $(VENV)/bin/pip install -q -c constraints.txt
 TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv compat-venv test lint pytest lab bench clean
+.PHONY: venv compat-venv kernel-range test lint pytest lab bench clean
 
 venv: $(VENV)/.installed
 compat-venv: $(TSVENV)/.installed
@@ -28,6 +29,17 @@ $(TSVENV)/.installed: constraints.txt
 	$(TSPIP) torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml
 	touch $@
 
+# The oldest ipykernel we support (6.29) runs the widget, magic and dashboard tests too; the main venv has the newest.
+$(K6VENV)/.installed: pyproject.toml constraints.txt
+	$(PY) -m venv $(K6VENV)
+	$(K6VENV)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(K6VENV)/bin/pip install -q -c constraints.txt -e '.[dev,notebook]' 'ipykernel==6.29.5'
+	touch $@
+
+kernel-range: $(K6VENV)/.installed
+	$(K6VENV)/bin/python -m pytest tests/widgets tests/test_magics.py tests/handler/test_handler_magic.py \
+		--nbval-lax --nbval-current-env notebooks/02_dashboard.ipynb -p no:cacheprovider
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
@@ -35,7 +47,7 @@ lint: venv
 pytest: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python -m pytest tests --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
 
-test: lint pytest
+test: lint pytest kernel-range
 
 lab: venv
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
@@ -46,4 +58,4 @@ bench: venv compat-venv
 	$(VENV)/bin/python bench/bench_notebook_start.py
 
 clean:
-	rm -rf $(VENV) $(TSVENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TSVENV) $(K6VENV) .pytest_cache .mypy_cache .ruff_cache

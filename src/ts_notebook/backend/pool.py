@@ -279,17 +279,21 @@ class WorkerPool:
         worker.manifest = result.get("manifest")
         worker.status = "READY"
         worker.loop_task = asyncio.create_task(self._serve(worker))
+        self._worker_event(worker, "READY", gpu_id=worker.gpu_id, load_ms=round(worker.load_seconds * 1000, 1))
+        return worker
+
+    def _worker_event(self, worker: WorkerHandle, status: str, **fields: Any) -> None:
+        """A worker's life event for the notebook's record (READY, DIED, TIMEOUT, ...)."""
+        model = worker.model
         self.on_event(
             "worker",
             model=model.name,
             version=model.version,
-            worker=worker_id,
+            worker=worker.worker_id,
             pid=worker.pid,
-            status="READY",
-            gpu_id=worker.gpu_id,
-            load_ms=round(worker.load_seconds * 1000, 1),
+            status=status,
+            **fields,
         )
-        return worker
 
     def _forget(self, worker: WorkerHandle) -> None:
         worker.status = "DEAD"
@@ -372,15 +376,7 @@ class WorkerPool:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(dead.exited.wait(), 1.0)
         self._by_pid.pop(dead.pid, None)
-        self.on_event(
-            "worker",
-            model=model.name,
-            version=model.version,
-            worker=dead.worker_id,
-            pid=dead.pid,
-            status="DIED",
-            exit_code=dead.exit_code,
-        )
+        self._worker_event(dead, "DIED", exit_code=dead.exit_code)
         for delay in (0.0, 1.0, 2.0, 4.0, 8.0):
             await asyncio.sleep(delay)
             if model.removed or self.closing or len(model.workers) >= model.target_workers:
@@ -427,15 +423,7 @@ class WorkerPool:
             await worker.writer.drain()
             reply = await asyncio.wait_for(future, model.settings.response_timeout)
         except asyncio.TimeoutError:
-            self.on_event(
-                "worker",
-                model=model.name,
-                version=model.version,
-                worker=worker.worker_id,
-                pid=worker.pid,
-                status="TIMEOUT",
-                response_timeout=model.settings.response_timeout,
-            )
+            self._worker_event(worker, "TIMEOUT", response_timeout=model.settings.response_timeout)
             worker.status = "KILLED"  # never READY again: its socket closes and _died() replaces it
             worker.kill()  # its socket closes and _died() forks the replacement
             reply = {"error": {"code": 500, "message": "Worker died."}}

@@ -129,3 +129,28 @@ def test_request_over_max_request_size_is_413(backend: Backend, out: str) -> Non
     # just under the limit still reaches the handler
     body = json.dumps({"x": "a" * (MAX_REQUEST_SIZE - 100)}).encode()
     assert backend.predict(out, body).status == 200
+
+
+def test_intermediate_responses_stream_before_the_answer(backend: Backend) -> None:
+    """send_intermediate_predict_response chunks reach the client at once (chunked), then the answer."""
+    import http.client
+    import time
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(backend.inference)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        began = time.monotonic()
+        conn.request(
+            "POST", "/predictions/startup", body=b"{}", headers={"Content-Type": "application/json", "X-Mode": "stream"}
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+        first = resp.read(5)
+        first_at = time.monotonic() - began
+        rest = resp.read()
+        total = time.monotonic() - began
+    finally:
+        conn.close()
+    assert first + rest == b"tok1 final"
+    assert first_at < 0.8 <= total  # the first chunk did not wait for the handler's last second

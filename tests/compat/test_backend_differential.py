@@ -24,6 +24,7 @@ import json
 import logging
 
 from ts.torch_handler.base_handler import BaseHandler
+from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.utils.util import PredictionException
 
 
@@ -61,6 +62,11 @@ class Probe(BaseHandler):
         if mode == "csv":
             context.set_response_content_type(0, "text/csv")
             return ["a,b\\n1,2\\n"]
+        if mode == "stream":
+            for token in ("tok1 ", "tok2 "):
+                send_intermediate_predict_response([token for _ in data], context.request_ids, "Intermediate", 200,
+                                                   context)
+            return ["final" for _ in data]
         if mode == "status":
             context.set_response_status(201, "CreatedByHandler", 0)
             context.set_response_header(0, "x-handler-header", "yes")
@@ -135,7 +141,20 @@ INFERENCE_CASES: list[tuple[str, str, str, bytes, dict[str, str]]] = (
     ]
     + [
         (f"mode_{m}", "POST", "/predictions/probe", b"{}", {"Content-Type": "application/json", "x-mode": m})
-        for m in ("raise", "predexc", "short", "dict", "object", "str", "bytes", "none", "number", "csv", "status")
+        for m in (
+            "raise",
+            "predexc",
+            "short",
+            "dict",
+            "object",
+            "str",
+            "bytes",
+            "none",
+            "number",
+            "csv",
+            "status",
+            "stream",
+        )
     ]
     + [
         ("unknown_model", "POST", "/predictions/nope", b"{}", {}),

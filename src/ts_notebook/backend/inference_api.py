@@ -103,16 +103,22 @@ async def predict(
     except asyncio.QueueFull:
         raise no_worker(name) from None
     try:
-        result = await job.future
+        result, stream = await _answer(request, job, request_id)
     except asyncio.CancelledError:
         job.future.cancel()
         raise
     latency = time.perf_counter() - start
     queue_s = max(0.0, (job.started or start) - job.enqueued)
     label = version or "default"
-    if "error" in result:
+    if stream is not None:  # the handler streamed: the final answer is the last chunk
+        final = result.get("body", b"") if "error" not in result else str(result["error"]["message"]).encode()
+        await stream.write(final)
+        await stream.write_eof()
+        response: web.StreamResponse = stream
+        status, sent = stream.status, final
+    elif "error" in result:
         error = ApiError(int(result["error"]["code"]), "InternalServerException", str(result["error"]["message"]))
-        response: web.StreamResponse = error_response(error, request_id)
+        response = error_response(error, request_id)
         status, sent = error.code, error.message.encode()
     else:
         response = _success(result, request_id)
@@ -134,6 +140,40 @@ async def predict(
         path=request.path,
     )
     return response
+
+
+async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[dict[str, Any], web.StreamResponse | None]:
+    """Wait for the final answer; intermediate chunks (``send_intermediate_predict_response``)
+    are streamed to the client as they come, with chunked encoding, as TorchServe does."""
+    stream: web.StreamResponse | None = None
+
+    async def write(chunk: tuple[bytes, str]) -> None:
+        nonlocal stream
+        body, content_type = chunk
+        if stream is None:
+            headers = {
+                **NO_CACHE,
+                "x-request-id": request_id,
+                "Content-Type": content_type or "application/octet-stream",
+            }
+            stream = web.StreamResponse(status=200, headers=headers)
+            stream.enable_chunked_encoding()
+            await stream.prepare(request)
+        await stream.write(body)
+
+    while not job.future.done():
+        getter = asyncio.ensure_future(job.chunks.get())
+        waiting: set[asyncio.Future[Any]] = {job.future, getter}
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter in done and not getter.cancelled():
+            await write(getter.result())
+    while not job.chunks.empty():
+        await write(job.chunks.get_nowait())
+    return job.future.result(), stream
 
 
 def _success(result: dict[str, Any], request_id: str) -> web.Response:

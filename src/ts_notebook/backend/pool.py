@@ -38,6 +38,8 @@ class Job:
     future: asyncio.Future[dict[str, Any]]
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
+    # send_intermediate_predict_response chunks, streamed to the client before the final answer
+    chunks: asyncio.Queue[tuple[bytes, str]] = field(default_factory=asyncio.Queue)
 
 
 class WorkerDied(Exception):
@@ -59,6 +61,7 @@ class WorkerHandle:
     writer: asyncio.StreamWriter | None = None
     loaded: asyncio.Future[dict[str, Any]] | None = None
     pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    inflight: dict[str, Job] = field(default_factory=dict)  # the running batch's jobs, by request id
     system_properties: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     loop_task: asyncio.Task[None] | None = None
@@ -334,6 +337,10 @@ class WorkerPool:
             future = worker.pending.pop(int(message["batch_id"]), None)
             if future is not None and not future.done():
                 future.set_result(message)
+        elif op == "intermediate":
+            job = worker.inflight.get(str(message.get("request_id")))
+            if job is not None and not job.future.done():
+                job.chunks.put_nowait((message["body"], str(message.get("content_type") or "")))
         elif op == "log":
             self.on_event(
                 "log",
@@ -416,6 +423,7 @@ class WorkerPool:
         now = time.perf_counter()
         for job in batch:
             job.started = now
+        worker.inflight = {job.request_id: job for job in batch}
         requests = [{"request_id": j.request_id, "row": j.row, "headers": j.headers} for j in batch]
         try:
             assert worker.writer is not None

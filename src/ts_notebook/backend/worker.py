@@ -180,8 +180,11 @@ class _Intermediate(list[Any]):
         self._worker = worker
 
     def append(self, item: Any) -> None:
-        body, ctype = encode_output(item["ret"][0] if isinstance(item["ret"], list) and item["ret"] else item["ret"])
-        self._worker.send({"op": "intermediate", "req_id_map": item["req_id_map"], "body": body, "content_type": ctype})
+        ret = item["ret"]
+        for idx, request_id in item["req_id_map"].items():  # one chunk per request of the batch
+            value = ret[idx] if isinstance(ret, list) and idx < len(ret) else ret
+            body, ctype = encode_output(value)
+            self._worker.send({"op": "intermediate", "request_id": request_id, "body": body, "content_type": ctype})
 
 
 def _predict(worker: Worker, entry: Any, context: Any, message: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,14 @@ def _echo(data, context):
     return out
 
 
+def _stream(data, context):
+    from ts.handler_utils.utils import send_intermediate_predict_response
+
+    send_intermediate_predict_response(["tok1 " for _ in data], context.request_ids, "Intermediate", 200, context)
+    time.sleep(1.0)  # the first chunk must reach the client before this ends
+    return ["final" for _ in data]
+
+
 def _sleep(data, context):
     seconds = float(_header(context, 0, "X-Sleep") or "5")
     print(f"sleep-start {context.get_request_id(0)}", flush=True)
@@ -128,6 +136,7 @@ MODES = {
     "echo": _echo,
     "batch": lambda data, context: [{"batch_len": len(data), "pid": os.getpid()} for _ in data],
     "sleep": _sleep,
+    "stream": _stream,
     "exit": _exit,
     "segv": _segv,
     "log": _log,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.backend.helpers import Backend, call, error_body
+from pathlib import Path
+
+from tests.backend.helpers import Backend, build, call, error_body, start_backend, wait_until
 
 RESOURCE_NOT_FOUND = error_body(
     404, "ResourceNotFoundException", "Requested resource is not found, please refer to API document."
@@ -70,3 +72,17 @@ def test_options_root_is_an_openapi_document(backend: Backend) -> None:
     assert doc["openapi"] == "3.0.1"
     for path in ("/models", "/models/{model_name}", "/models/{model_name}/{model_version}"):
         assert path in doc["paths"]
+
+
+def test_ping_turns_unhealthy_when_a_model_stays_below_min_workers(tmp_path: Path) -> None:
+    """TorchServe's rule: a default version with fewer workers than minWorkers for longer than its
+    maxRetryTimeoutInSec makes /ping answer 500 Unhealthy (reference: scripts/02d_unhealthy.py)."""
+    store = tmp_path / "store"
+    build(store, "unhealthy", yaml_text="minWorkers: 1\nmaxWorkers: 1\nmaxRetryTimeoutInSec: 1\n")
+    b = start_backend(tmp_path / "run", store, {}, ["--disable-token-auth", "--models", "badinit_ping=unhealthy.mar"])
+    try:
+        assert b.describe("badinit_ping")[0]["workers"] == []  # its initialize() raises, so no worker
+        reply = wait_until(lambda: (r := call("GET", b.inference + "/ping")).status == 500 and r, 15, "Unhealthy")
+        assert reply.body == b'{\n  "status": "Unhealthy"\n}\n'
+    finally:
+        b.stop()

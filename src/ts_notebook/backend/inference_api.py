@@ -31,7 +31,7 @@ def no_worker(name: str) -> ApiError:
 
 def routes(backend: Backend) -> list[web.RouteDef]:
     async def ping(request: web.Request) -> web.Response:
-        return json_response({"status": "Healthy"})
+        return _health(backend)
 
     async def describe_api(request: web.Request) -> web.Response:
         return json_response(backend.openapi("inference"))
@@ -77,6 +77,12 @@ def routes(backend: Backend) -> list[web.RouteDef]:
                 web.route(method, f"{prefix}/{{model}}/{{version}}/{{tail:.+}}", endpoint(explain)),
             ]
     return table
+
+
+def _health(backend: Backend) -> web.Response:
+    if backend.registry.healthy():
+        return json_response({"status": "Healthy"})
+    return json_response({"status": "Unhealthy"}, 500)
 
 
 async def predict(

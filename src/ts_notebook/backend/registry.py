@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ class Settings:
     max_batch_delay: int = 100
     response_timeout: int = 120
     startup_timeout: int = 120
+    max_retry_timeout: int = 300  # seconds below minWorkers before /ping says Unhealthy
     device_type: str = ""
     device_ids: list[int] = field(default_factory=list)
     job_queue_size: int = 100
@@ -62,6 +64,7 @@ class Settings:
             ("maxBatchDelay", "max_batch_delay"),
             ("responseTimeout", "response_timeout"),
             ("startupTimeout", "startup_timeout"),
+            ("maxRetryTimeoutInSec", "max_retry_timeout"),
             ("jobQueueSize", "job_queue_size"),
         ):
             if isinstance(data.get(key), int):
@@ -85,6 +88,7 @@ class ModelVersion:
     loaded_at_startup: bool = False
     target_workers: int = 0
     removed: bool = False
+    below_min_since: float | None = field(default_factory=time.monotonic)  # no worker yet at registration
     workers: dict[str, WorkerHandle] = field(default_factory=dict)
     queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
 
@@ -105,7 +109,7 @@ class ModelVersion:
             "maxBatchDelay": s.max_batch_delay,
             "responseTimeout": s.response_timeout,
             "startupTimeout": s.startup_timeout,
-            "maxRetryTimeoutInSec": 300,
+            "maxRetryTimeoutInSec": s.max_retry_timeout,
             "clientTimeoutInMills": 0,
             "parallelType": "",
             "parallelLevel": 0,
@@ -227,6 +231,22 @@ class Registry:
         elif self.defaults[name] == mv.version:
             self.defaults[name] = next(iter(versions))
         return mv
+
+    def healthy(self) -> bool:
+        """TorchServe's /ping rule: Unhealthy once a model's default version has had fewer live workers
+        than its minWorkers for longer than its maxRetryTimeoutInSec."""
+        now = time.monotonic()
+        ok = True
+        for name, version in self.defaults.items():
+            mv = self.models[name][version]
+            live = sum(1 for w in mv.workers.values() if w.status in ("READY", "BUSY"))
+            if live >= mv.settings.min_workers:
+                mv.below_min_since = None
+            elif mv.below_min_since is None:
+                mv.below_min_since = now
+            elif now - mv.below_min_since > mv.settings.max_retry_timeout:
+                ok = False
+        return ok
 
     def all_versions(self) -> list[ModelVersion]:
         return [mv for versions in self.models.values() for mv in versions.values()]

@@ -38,20 +38,11 @@ print(json.dumps({"ipython_import_s": t1 - t0, "magics_to_first_answer_s": t2 - 
 
 def make_store(folder: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.assets import write_assets
-
-    from ts_notebook.archive import build_archive
+    from tests.assets import build_tiny, write_assets
 
     assets = write_assets(folder / "assets")
     (folder / "store").mkdir()
-    build_archive(
-        "tiny",
-        "1.0",
-        str(assets / "handler.py"),
-        model_file=str(assets / "model.py"),
-        serialized_file=str(assets / "tiny_state.pth"),
-        export_path=folder / "store",
-    )
+    build_tiny(assets, folder / "store")
 
 
 def main() -> int:

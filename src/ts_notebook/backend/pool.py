@@ -287,16 +287,12 @@ class WorkerPool:
 
     def _worker_event(self, worker: WorkerHandle, status: str, **fields: Any) -> None:
         """A worker's life event for the notebook's record (READY, DIED, TIMEOUT, ...)."""
+        self._event("worker", worker, status=status, **fields)
+
+    def _event(self, kind: str, worker: WorkerHandle, **fields: Any) -> None:
+        """An event tagged with the worker's model, version, id and pid."""
         model = worker.model
-        self.on_event(
-            "worker",
-            model=model.name,
-            version=model.version,
-            worker=worker.worker_id,
-            pid=worker.pid,
-            status=status,
-            **fields,
-        )
+        self.on_event(kind, model=model.name, version=model.version, worker=worker.worker_id, pid=worker.pid, **fields)
 
     def _forget(self, worker: WorkerHandle) -> None:
         worker.status = "DEAD"
@@ -330,7 +326,6 @@ class WorkerPool:
 
     def _dispatch(self, worker: WorkerHandle, message: dict[str, Any]) -> None:
         op = message.get("op")
-        model = worker.model
         if op == "loaded" and worker.loaded is not None and not worker.loaded.done():
             worker.loaded.set_result(message)
         elif op == "result":
@@ -342,12 +337,9 @@ class WorkerPool:
             if job is not None and not job.future.done():
                 job.chunks.put_nowait((message["body"], str(message.get("content_type") or "")))
         elif op == "log":
-            self.on_event(
+            self._event(
                 "log",
-                model=model.name,
-                version=model.version,
-                worker=worker.worker_id,
-                pid=worker.pid,
+                worker,
                 level=message.get("level"),
                 message=message.get("message"),
                 source=message.get("source"),

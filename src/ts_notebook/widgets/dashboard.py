@@ -56,8 +56,9 @@ class ServingDashboard(widgets.VBox):
         """Fetch new events and the models' state and show them (one batched update)."""
         try:
             batch = self.client.events(self._seq, limit=2000)
-            described = [v for m in self.client.list_models() for v in self.client.describe(m["modelName"], "all")]
-            self._urls = {m["modelName"]: m["modelUrl"] for m in self.client.list_models()}
+            listed = self.client.list_models()
+            described = [v for m in listed for v in self.client.describe(m["modelName"], "all")]
+            self._urls = {m["modelName"]: m["modelUrl"] for m in listed}
         except BackendError as exc:
             self._server_gone(str(exc))
             return

@@ -41,7 +41,7 @@ kernel-range: $(K6VENV)/.installed
 		--nbval-lax --nbval-current-env notebooks/02_dashboard.ipynb -p no:cacheprovider
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check ts_notebook tests bench
 	$(VENV)/bin/mypy
 
 pytest: venv compat-venv

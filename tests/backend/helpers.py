@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+from ts_notebook import launcher
 from ts_notebook.archive.build import build_archive
+from ts_notebook.backend.info import BackendInfo
 
 HANDLERS = Path(__file__).parent / "handlers"
 PROBE = HANDLERS / "probe_handler.py"
@@ -125,20 +127,20 @@ class Backend:
     run_dir: Path
     store: Path
     log_path: Path
-    info: dict[str, Any] = field(default_factory=dict)
+    info: BackendInfo
     keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def inference(self) -> str:
-        return str(self.info["inference_address"])
+        return self.info.inference_address
 
     @property
     def management(self) -> str:
-        return str(self.info["management_address"])
+        return self.info.management_address
 
     @property
     def metrics(self) -> str:
-        return str(self.info["metrics_address"])
+        return self.info.metrics_address
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -278,21 +280,15 @@ def start_backend(
         str(run_dir),
         *args,
     ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-    backend = Backend(process, run_dir, store, log_path)
-    info_file = run_dir / "backend.json"
-    deadline = time.monotonic() + timeout
-    while not info_file.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"backend exited with {process.returncode} before serving:\n{backend.log()}")
-        if time.monotonic() > deadline:
-            backend.stop()
-            raise AssertionError(f"backend did not write backend.json within {timeout} s:\n{backend.log()}")
-        time.sleep(0.02)
-    backend.info = json.loads(info_file.read_text())
-    if backend.info.get("key_file"):
-        keys = json.loads(Path(backend.info["key_file"]).read_text())
+    outcome = launcher.spawn(command, run_dir, timeout=timeout, env=env, log_path=log_path, cwd=root)
+    if isinstance(outcome, launcher.Failed):
+        raise AssertionError(f"backend exited with {outcome.exit_code} before serving:\n{outcome.output}")
+    if isinstance(outcome, launcher.TimedOut):
+        raise AssertionError(f"backend did not write backend.json within {timeout} s:\n{outcome.output}")
+    assert outcome.process is not None
+    backend = Backend(outcome.process, run_dir, store, log_path, outcome.info)
+    if outcome.info.key_file is not None:
+        keys = json.loads(outcome.info.key_file.read_text())
         backend.keys = {"inference": keys["inference"]["key"], "management": keys["management"]["key"]}
         backend.keys["api"] = keys["API"]["key"]
     return backend

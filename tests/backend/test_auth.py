@@ -19,7 +19,8 @@ METHOD_NOT_ALLOWED = error_body(
 
 
 def test_key_file_is_private_and_announced(auth_backend: Backend) -> None:
-    key_file = Path(auth_backend.info["key_file"])
+    assert auth_backend.info.key_file is not None
+    key_file = auth_backend.info.key_file
     assert key_file == auth_backend.run_dir / "key_file.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert len({auth_backend.keys["inference"], auth_backend.keys["management"], auth_backend.keys["api"]}) == 3

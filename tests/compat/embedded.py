@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import http.client as httplib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
+
+from ts_notebook import launcher
 
 
 class EmbeddedBackend:
@@ -22,8 +21,7 @@ class EmbeddedBackend:
         self.store.mkdir(parents=True, exist_ok=True)
         cfg = root / "config.properties"
         cfg.write_text("".join(f"{k}_address=http://127.0.0.1:0\n" for k in ("inference", "management", "metrics")))
-        self.log = open(root / "backend.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
+        outcome = launcher.spawn(
             [
                 sys.executable,
                 "-m",
@@ -36,19 +34,16 @@ class EmbeddedBackend:
                 str(self.run_dir),
                 *extra,
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            self.run_dir,
+            timeout=60,
+            log_path=root / "backend.log",
         )
-        info = self.run_dir / "backend.json"
-        deadline = time.monotonic() + 60
-        while not info.is_file():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"backend did not start:\n{(root / 'backend.log').read_text()}")
-            time.sleep(0.02)
-        self.info: dict[str, Any] = json.loads(info.read_text())
-        self.inference_url = self.info["inference_address"]
-        self.management_url = self.info["management_address"]
+        if not isinstance(outcome, launcher.Started) or outcome.process is None:
+            raise RuntimeError(f"backend did not start: {outcome}")
+        self.process = outcome.process
+        self.info = outcome.info
+        self.inference_url = self.info.inference_address
+        self.management_url = self.info.management_address
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -58,7 +53,6 @@ class EmbeddedBackend:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
 
 
 def http(

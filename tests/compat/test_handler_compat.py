@@ -86,7 +86,7 @@ def test_with_torchserve_installed_the_real_ts_classes_run_with_our_context(
     a = model_assets
     info = build_tiny(a, tmp_path)
     model_dir = extract_archive(info.path, tmp_path / "model")
-    src = Path(__file__).resolve().parents[2] / "src"
+    src = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [str(ts_ref_venv / "bin" / "python"), "-c", DRY_RUN_IN_REFERENCE_VENV, str(model_dir), PAYLOAD],
         capture_output=True,

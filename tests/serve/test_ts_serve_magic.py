@@ -103,7 +103,7 @@ def test_server_errors_are_usage_errors(shell: tuple[InteractiveShell, Path]) ->
     assert str(err.value) == "POST /predictions/nope -> 404 ModelNotFoundException: Model not found: nope"
     with pytest.raises(UsageError, match="missing.mar: no such archive. Build one with %mar_build."):
         ip.run_line_magic("ts_serve", "register missing.mar")
-    with pytest.raises(UsageError, match="%ts_serve: argument command: invalid choice: 'launch'"):
+    with pytest.raises(UsageError, match="%ts_serve: argument COMMAND: invalid choice: 'launch'"):
         ip.run_line_magic("ts_serve", "launch")
 
 

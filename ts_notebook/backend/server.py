@@ -19,11 +19,10 @@ from ts_notebook.backend import inference_api, management_api
 from ts_notebook.backend.config import Config
 from ts_notebook.backend.events import EventLog
 from ts_notebook.backend.httpkit import Keys, api_errors, token_check
+from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.metrics import Metrics
 from ts_notebook.backend.pool import WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
-
-INFO_FILE = "backend.json"
 
 
 class Backend:
@@ -42,6 +41,7 @@ class Backend:
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopped = asyncio.Event()
+        self.failed_models: dict[str, str] = {}
 
     def _on_event(self, kind: str, **fields: Any) -> None:
         if kind == "metric":
@@ -180,23 +180,24 @@ class Backend:
                 mv.settings.min_workers = mv.settings.max_workers = count
                 await self.scale(mv, count)
             except Exception as exc:  # a bad start-up model must not stop the others
+                self.failed_models[spec] = str(exc)
                 self.events.add(
                     "log", model=name or url, level="ERROR", message=f"Failed to load {spec}: {exc}", source="backend"
                 )
 
     def _write_info(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "started": time.time(),
-            "run_dir": str(self.run_dir),
-            **self.addresses,
-            "model_store": str(self.config.model_store) if self.config.model_store else None,
-            "key_file": str(self.run_dir / "key_file.json") if self.keys else None,
-            "version": __version__,
-        }
-        partial = self.run_dir / f".{INFO_FILE}.partial"
-        partial.write_text(json.dumps(info, indent=2))
-        partial.replace(self.run_dir / INFO_FILE)
+        BackendInfo(
+            pid=os.getpid(),
+            run_dir=self.run_dir,
+            inference_address=self.addresses["inference_address"],
+            management_address=self.addresses["management_address"],
+            metrics_address=self.addresses["metrics_address"],
+            key_file=self.run_dir / "key_file.json" if self.keys else None,
+            model_store=str(self.config.model_store) if self.config.model_store else None,
+            started=time.time(),
+            version=__version__,
+            failed_models=dict(self.failed_models),
+        ).write()
 
     async def stop(self) -> None:
         (self.run_dir / INFO_FILE).unlink(missing_ok=True)

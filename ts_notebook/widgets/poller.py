@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Poller:
@@ -30,6 +35,9 @@ class Poller:
 
     @property
     def running(self) -> bool:
+        return self._is_running()
+
+    def _is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
@@ -53,6 +61,39 @@ class Poller:
             self._wake.set()
         else:
             action()
+
+    def call(self, action: Callable[[], T], timeout: float = 120.0) -> T:
+        """Run ``action`` on the poller's thread and return its result (or raise its exception).
+
+        Method twins use this so that scripts get the answer while the poller stays the only thread
+        that touches widgets. Called from the poller itself, or with no poller running, ``action``
+        runs right here.
+        """
+        if not self.running or threading.current_thread() is self._thread:
+            return action()
+        done: Future[T] = Future()
+
+        def run() -> None:
+            if not done.set_running_or_notify_cancel():
+                return  # the caller gave up on the poller and ran it itself
+            try:
+                done.set_result(action())
+            except BaseException as exc:  # handed to the caller, who sees it as if it ran there
+                done.set_exception(exc)
+
+        self._actions.put(run)
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return done.result(0.05)
+            except FuturesTimeout:
+                pass
+            # The poller stopped before it took the action: run it here (cancel fails once it started).
+            if not self._is_running() and done.cancel():
+                return action()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dashboard's poller did not run the action within {timeout} s")
 
     def _run(self) -> None:
         while not self._stop.is_set():

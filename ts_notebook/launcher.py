@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -20,52 +19,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ts_notebook.client import Client
+from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.errors import BackendError
 
-INFO_FILE = "backend.json"
+__all__ = ["INFO_FILE", "BackendInfo", "Failed", "LaunchSpec", "Outcome", "Reused", "Started", "TimedOut"]
+
 # Backends this process started: kept so they are reaped (no zombies) and never garbage-collected while running.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    """A running backend: where it listens and how to reach it."""
-
-    pid: int
-    run_dir: Path
-    inference_address: str
-    management_address: str
-    metrics_address: str
-    key_file: Path | None
-    model_store: str | None = None
-
-    @classmethod
-    def read(cls, run_dir: Path) -> BackendInfo | None:
-        try:
-            data = json.loads((run_dir / INFO_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return cls(
-            int(data["pid"]),
-            run_dir,
-            data["inference_address"],
-            data["management_address"],
-            data["metrics_address"],
-            Path(data["key_file"]) if data.get("key_file") else None,
-            data.get("model_store"),
-        )
-
-    def client(self) -> Client:
-        return Client.from_key_file(
-            self.inference_address, self.management_address, self.metrics_address, self.key_file
-        )
+POLL_SECONDS = 0.005  # how often a starting backend's record is looked for (a cold start takes ~1.5 s)
 
 
 @dataclass(frozen=True)
 class Started:
     info: BackendInfo
     seconds: float
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -122,7 +90,8 @@ class LaunchSpec:
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None
@@ -145,10 +114,14 @@ def _zombie(pid: int) -> bool:
 def find(spec: LaunchSpec) -> BackendInfo | None:
     """The live backend for this spec, if one answers ``/ping``; stale records are removed."""
     run_dir = records_dir() / spec.key()
-    info = BackendInfo.read(run_dir)
+    try:
+        info = BackendInfo.read(run_dir)
+    except BackendError:  # a damaged record names no live backend we could talk to
+        info = None
     if info is None:
+        (run_dir / INFO_FILE).unlink(missing_ok=True)
         return None
-    if _alive(info.pid):
+    if is_alive(info.pid):
         try:
             if info.client().ping():
                 return info
@@ -209,22 +182,49 @@ def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = 
         return Reused(existing)
     run_dir = records_dir() / spec.key()
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return spawn(argv or command(spec, run_dir), run_dir, timeout=timeout, new_session=True)
+
+
+def spawn(
+    argv: list[str],
+    run_dir: Path,
+    *,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    new_session: bool = False,
+    cwd: Path | None = None,
+) -> Started | Failed | TimedOut:
+    """Run a backend command and wait until it writes its record in ``run_dir``.
+
+    The one place that knows "a backend is serving once ``backend.json`` names its pid"; the
+    launcher, the tests and the benchmarks all start backends through it. The child's output goes
+    to ``log_path`` (default ``run_dir/backend.log``) and comes back in ``Failed``/``TimedOut``.
+    A child that is still starting after ``timeout`` seconds is stopped.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (run_dir / INFO_FILE).unlink(missing_ok=True)
-    log_path = run_dir / "backend.log"
+    log_path = log_path or run_dir / "backend.log"
     began = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            argv or command(spec, run_dir),
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            env=env,
+            cwd=cwd,
+            start_new_session=new_session,
         )
     _CHILDREN[process.pid] = process
     while True:
-        info = BackendInfo.read(run_dir)
+        try:
+            info = BackendInfo.read(run_dir)
+        except BackendError as exc:
+            _terminate(process.pid, 5.0)
+            return Failed(str(exc), _tail(log_path))
         if info is not None and info.pid == process.pid:
-            return Started(info, time.monotonic() - began)
+            return Started(info, time.monotonic() - began, process)
         code = process.poll()
         if code is not None:
             _CHILDREN.pop(process.pid, None)
@@ -233,7 +233,7 @@ def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = 
         if time.monotonic() - began > timeout:
             _terminate(process.pid, 5.0)
             return TimedOut(timeout, _tail(log_path))
-        time.sleep(0.02)
+        time.sleep(POLL_SECONDS)
 
 
 def _tail(path: Path, limit: int = 8000) -> str:
@@ -278,17 +278,17 @@ def _terminate(pid: int, grace: float) -> bool:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not is_alive(pid):
             _reap(pid)
             return True
         time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     _reap(pid)
-    return not _alive(pid)
+    return not is_alive(pid)
 
 
 def _reap(pid: int) -> None:
@@ -302,15 +302,21 @@ def stop(info: BackendInfo, *, grace: float = 10.0) -> bool:
     """Stop a backend gracefully (it stops its workers), then forcefully. True when it is gone."""
     gone = _terminate(info.pid, grace)
     if gone:
-        (info.run_dir / INFO_FILE).unlink(missing_ok=True)
+        info.remove()
     return gone
+
+
+def started_here(info: BackendInfo) -> bool:
+    """Whether this process started ``info``'s backend (and still holds its process)."""
+    return info.pid in _CHILDREN
 
 
 def running() -> list[BackendInfo]:
     """Every live backend this user started."""
     out = []
     for run_dir in sorted(records_dir().iterdir()):
-        info = BackendInfo.read(run_dir)
-        if info is not None and _alive(info.pid):
-            out.append(info)
+        with contextlib.suppress(BackendError):
+            info = BackendInfo.read(run_dir)
+            if info is not None and is_alive(info.pid):
+                out.append(info)
     return out

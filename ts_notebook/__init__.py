@@ -21,4 +21,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to tear down: the magics hold no process or thread of their own yet."""
+    """Stop what the magics started: dashboard pollers, and backends started by this kernel that were
+    not detached (``%unload_ext ts_notebook``; ``%reload_ext`` does this before loading again)."""
+    magics = ipython.magics_manager.registry.get("TsNotebookMagics")
+    if magics is not None:
+        magics.shutdown()

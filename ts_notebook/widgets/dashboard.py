@@ -8,13 +8,15 @@ Every button has a method twin (``refresh``, ``scale``, ``unregister``, ``reload
 from __future__ import annotations
 
 import html
+import weakref
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
-from ts_notebook.client import Client, Response
+from ts_notebook.client import Client, Response, describe_all
 from ts_notebook.errors import BackendError
+from ts_notebook.preview import json_preview
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.figures import FiguresView
 from ts_notebook.widgets.manifest import ManifestView
@@ -23,6 +25,9 @@ from ts_notebook.widgets.poller import Poller
 from ts_notebook.widgets.prediction_log import PredictionLogView
 from ts_notebook.widgets.request_log import RequestLogView
 from ts_notebook.widgets.try_it import TryItView
+
+# Dashboards whose poller may be running, so that unloading the extension can stop them all.
+_LIVE: weakref.WeakSet[ServingDashboard] = weakref.WeakSet()
 
 
 class ServingDashboard(widgets.VBox):
@@ -42,22 +47,27 @@ class ServingDashboard(widgets.VBox):
         self.logs = PredictionLogView()
         self.context = widgets.VBox()
         self.context.add_class("tsn-context-view")
-        self.try_it = TryItView(lambda model, body, ctype: self.poller.submit(lambda: self.send(model, body, ctype)))
+        self.try_it = TryItView(
+            lambda model, body, ctype: self.poller.submit(lambda: self._do_send(model, body, ctype))
+        )
         top = widgets.HBox([self.try_it, widgets.VBox([self.figures, self.context])])
         super().__init__(children=[self.header, self.models, top, self.requests, self.logs])
         self.add_class("tsn-dashboard")
-        self.poller = Poller(self.refresh, interval, on_error=lambda exc: setattr(self, "last_error", repr(exc)))
-        self.refresh()
+        self.poller = Poller(self._refresh, interval, on_error=lambda exc: setattr(self, "last_error", repr(exc)))
+        self._refresh()
+        _LIVE.add(self)
         if autostart:
             self.poller.start()
 
     # -- the poller's round -------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Fetch new events and the models' state and show them (one batched update)."""
+        """Fetch new events and the models' state and show them now (on the poller's thread)."""
+        self.poller.call(self._refresh)
+
+    def _refresh(self) -> None:
         try:
             batch = self.client.events(self._seq, limit=2000)
-            listed = self.client.list_models()
-            described = [v for m in listed for v in self.client.describe(m["modelName"], "all")]
+            listed, described = describe_all(self.client)
             self._urls = {m["modelName"]: m["modelUrl"] for m in listed}
         except BackendError as exc:
             self._server_gone(str(exc))
@@ -89,24 +99,45 @@ class ServingDashboard(widgets.VBox):
     # -- method twins of the buttons ------------------------------------------------------------------
     def _on_action(self, action: str, model: str, count: int) -> None:
         twin = {
-            "scale": lambda: self.scale(model, count),
-            "unregister": lambda: self.unregister(model),
-            "reload": lambda: self.reload(model),
-            "context": lambda: self.show_context(model),
+            "scale": lambda: self._do_scale(model, count),
+            "unregister": lambda: self._do_unregister(model),
+            "reload": lambda: self._do_reload(model),
+            "context": lambda: self._do_show_context(model),
         }[action]
-        self.poller.submit(twin)
+        self.poller.submit(twin)  # a button never waits: the kernel's thread stays free
 
+    # Each public twin runs its work on the poller's thread and returns the answer to the caller.
     def scale(self, model: str, workers: int) -> str:
-        answer = self.client.scale(model, workers, synchronous=True)
-        self.refresh()
-        return answer
+        """Set the model's workers (the Scale button)."""
+        return self.poller.call(lambda: self._do_scale(model, workers))
 
     def unregister(self, model: str) -> str:
-        answer = self.client.unregister(model)
-        self.refresh()
-        return answer
+        """Unregister the model (the Unregister button)."""
+        return self.poller.call(lambda: self._do_unregister(model))
 
     def reload(self, model: str) -> str:
+        """Re-register the model from its archive (the Reload button)."""
+        return self.poller.call(lambda: self._do_reload(model))
+
+    def show_context(self, model: str) -> list[dict[str, Any]]:
+        """Show the system_properties and manifest the model's first worker really received."""
+        return self.poller.call(lambda: self._do_show_context(model))
+
+    def send(self, model: str, body: bytes | str, content_type: str) -> Response:
+        """The try-it form's Send: one request; the answer shows below the form and in the request log."""
+        return self.poller.call(lambda: self._do_send(model, body, content_type))
+
+    def _do_scale(self, model: str, workers: int) -> str:
+        answer = self.client.scale(model, workers, synchronous=True)
+        self._refresh()
+        return answer
+
+    def _do_unregister(self, model: str) -> str:
+        answer = self.client.unregister(model)
+        self._refresh()
+        return answer
+
+    def _do_reload(self, model: str) -> str:
         """Re-register the model from its archive (picks up a rebuilt .mar), keeping its worker count."""
         url = self._urls.get(model)
         if url is None:
@@ -114,11 +145,10 @@ class ServingDashboard(widgets.VBox):
         workers = max(1, len(self.client.describe(model)[0]["workers"]))
         self.client.unregister(model)
         answer = self.client.register(url, model_name=model, initial_workers=workers)
-        self.refresh()
+        self._refresh()
         return answer
 
-    def show_context(self, model: str) -> list[dict[str, Any]]:
-        """Show the system_properties and manifest the model's first worker really received."""
+    def _do_show_context(self, model: str) -> list[dict[str, Any]]:
         entries = [e for e in self.client.workers() if e["modelName"] == model and e["workers"]]
         if not entries:
             self.context.children = [widgets.HTML(f"<i>{html.escape(model)} has no running worker</i>")]
@@ -132,21 +162,24 @@ class ServingDashboard(widgets.VBox):
         shown: list[dict[str, Any]] = entries[0]["workers"]
         return shown
 
-    def send(self, model: str, body: bytes | str, content_type: str) -> Response:
-        """The try-it form's Send: one request; the answer shows below the form and in the request log."""
+    def _do_send(self, model: str, body: bytes | str, content_type: str) -> Response:
         answer = self.client.predict(model, body, content_type=content_type or None, check=False)
         value = answer.value
-        text = value if isinstance(value, str) else repr(value) if isinstance(value, bytes) else _pretty(value)
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, bytes) else json_preview(value)
         self.try_it.show(answer.status, text)
-        self.refresh()
+        self._refresh()
         return answer
 
     def filter_logs(self, model: str = "", level: str = "") -> None:
-        self.logs.filter(model, level)
+        """Show only the prediction-log lines of ``model`` and ``level`` (empty: all)."""
+        self.poller.call(lambda: self.logs.filter(model, level))
 
     def stop(self) -> None:
         """Stop updating (the widget stays as it is)."""
-        self.poller.stop()
+        poller = getattr(self, "poller", None)  # close() runs from __del__ even if __init__ failed
+        if poller is not None:
+            poller.stop()
+        _LIVE.discard(self)
         if self.status == "live":
             self.status = "closed"
 
@@ -158,10 +191,12 @@ class ServingDashboard(widgets.VBox):
         return f"ServingDashboard({self.client.inference_address}, {self.status})\n{self.models!r}\n{self.figures!r}"
 
 
-def _pretty(value: Any) -> str:
-    import json
-
-    return json.dumps(value, indent=2, default=repr)
+def stop_all() -> int:
+    """Stop every dashboard still updating in this process (``%unload_ext``); how many were stopped."""
+    live = list(_LIVE)
+    for dash in live:
+        dash.stop()
+    return len(live)
 
 
 def _worker_line(e: dict[str, Any]) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
 import ipywidgets as widgets
 
+from ts_notebook.preview import json_preview
 
-def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, default=repr, ensure_ascii=False)
+pretty = json_preview  # the views' name for it
 
 
 def esc(value: Any) -> str:

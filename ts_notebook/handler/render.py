@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ts_notebook.handler.summary import summarize
+from ts_notebook.preview import json_preview
 
 if TYPE_CHECKING:
     from ts_notebook.handler.trace import Trace
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=repr)
 
 
 def trace_text(t: Trace) -> str:
@@ -62,8 +58,8 @@ def trace_html(t: Trace) -> str:
     return (
         f"<div class='tsn-trace'><b>handler {html.escape(t.handler)}</b> ({html.escape(t.entry_kind or 'not loaded')}) "
         f"for model <b>{html.escape(t.model_name)}</b>"
-        f"<details><summary>context.system_properties</summary><pre>{html.escape(_json(t.system_properties))}</pre></details>"
-        f"<details><summary>context.manifest</summary><pre>{html.escape(_json(t.manifest))}</pre></details>"
+        f"<details><summary>context.system_properties</summary><pre>{html.escape(json_preview(t.system_properties))}</pre></details>"
+        f"<details><summary>context.manifest</summary><pre>{html.escape(json_preview(t.manifest))}</pre></details>"
         f"<p>data ({len(t.data)} requests):</p><ol start='0'>{data}</ol>"
         f"{stage_rows_html(t)}{failure_html(t)}</div>"
     )

@@ -1,16 +1,25 @@
 """A Python client for the inference and management APIs (ours or TorchServe's), using the
-management and inference tokens automatically. Standard library only; never prints."""
+management and inference tokens automatically. Speaks HTTP through ``requests``; never prints."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import requests
+
 from ts_notebook.errors import BackendError
+
+
+class ServerError(BackendError):
+    """The server answered with an error status; ``status`` and TorchServe's ``type`` are kept."""
+
+    def __init__(self, message: str, status: int, kind: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -58,15 +67,21 @@ class Client:
         self.inference_key = inference_key
         self.management_key = management_key
         self.timeout = timeout
+        self._http: requests.Session | None = None
 
-    @classmethod
-    def from_key_file(cls, inference: str, management: str, metrics: str | None, key_file: Path | None) -> Client:
-        keys: dict[str, Any] = {}
-        if key_file is not None and key_file.is_file():
-            keys = json.loads(key_file.read_text())
-        return cls(
-            inference, management, metrics, keys.get("inference", {}).get("key"), keys.get("management", {}).get("key")
-        )
+    def _session(self) -> requests.Session:
+        # One session per client: keep-alive across calls. trust_env off, so HTTP(S)_PROXY and
+        # .netrc never redirect or decorate calls to a loopback backend.
+        if self._http is None:
+            self._http = requests.Session()
+            self._http.trust_env = False
+        return self._http
+
+    def close(self) -> None:
+        """Close the kept-alive connections (the client stays usable; it reconnects on the next call)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _call(
         self,
@@ -80,25 +95,20 @@ class Client:
         query: dict[str, Any] | None = None,
         check: bool = True,
     ) -> Response:
-        parts = urllib.parse.urlsplit(base)
         q = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None}
         target = path + ("?" + urllib.parse.urlencode(q) if q else "")
         hdrs = dict(headers or {})
         if key:
             hdrs["Authorization"] = f"Bearer {key}"
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
         try:
-            conn.request(method, target, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            answer = Response(resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()})
-        except OSError as exc:
+            resp = self._session().request(method, base + target, data=body, headers=hdrs, timeout=self.timeout)
+        except requests.RequestException as exc:
             raise BackendError(
                 f"{method} {base}{target}: cannot reach the server ({exc}). Is it running? Check %ts_serve status."
             ) from exc
-        finally:
-            conn.close()
+        answer = Response(resp.status_code, resp.content, {k.lower(): v for k, v in resp.headers.items()})
         if check and answer.status >= 400:
-            raise BackendError(_error_text(method, target, answer))
+            raise _server_error(method, target, answer)
         return answer
 
     # inference
@@ -220,10 +230,18 @@ class Client:
         return self._call("GET", self.metrics_address, "/metrics", key=None).body.decode("utf-8")
 
 
-def _error_text(method: str, target: str, answer: Response) -> str:
+def describe_all(client: Client) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every registered model (``GET /models``) and every version's description, in one place."""
+    listed = client.list_models()
+    return listed, [v for m in listed for v in client.describe(m["modelName"], "all")]
+
+
+def _server_error(method: str, target: str, answer: Response) -> ServerError:
+    """TorchServe's error JSON (``code``, ``type``, ``message``) as a ServerError with the status kept."""
     value = answer.value
     if isinstance(value, dict) and "message" in value:
-        return f"{method} {target} -> {answer.status} {value.get('type', '')}: {value['message']}"
+        kind = str(value.get("type", ""))
+        return ServerError(f"{method} {target} -> {answer.status} {kind}: {value['message']}", answer.status, kind)
     if answer.status == 413:
-        return f"{method} {target} -> 413: the request body is over the server's max_request_size"
-    return f"{method} {target} -> {answer.status}: {answer.body[:500]!r}"
+        return ServerError(f"{method} {target} -> 413: the request body is over the server's max_request_size", 413)
+    return ServerError(f"{method} {target} -> {answer.status}: {answer.body[:500]!r}", answer.status)

@@ -20,6 +20,7 @@ from ts_notebook.archive.extract import extract_cached
 from ts_notebook.archive.manifest import MANIFEST_PATH, Manifest
 from ts_notebook.errors import ArchiveError, HandlerError
 from ts_notebook.handler.payload import Request, make_request
+from ts_notebook.preview import guess_text_type
 
 
 @dataclass(frozen=True)
@@ -154,15 +155,7 @@ def requests_for_test(
         ct = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     else:
         body = payload or ""
-        ct = content_type or _guess_text_type(body)
+        ct = content_type or guess_text_type(body)
     if batch < 1:
         raise HandlerError(f"--batch {batch}: a batch holds at least one request.")
     return [make_request(body, ct, headers) for _ in range(batch)]
-
-
-def _guess_text_type(body: str) -> str:
-    try:
-        json.loads(body)
-    except ValueError:
-        return "text/plain"
-    return "application/json"

@@ -1,0 +1,209 @@
+"""IPython magics: parse the line, make one core call, return a value that renders itself.
+
+Core errors (``TsNotebookError``) become ``UsageError`` here, so the user sees the message and no
+traceback; anything unexpected keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from ts_notebook.archive import ArchiveInfo, export_model, extract_archive, open_archive
+from ts_notebook.archive.build import write_plan
+from ts_notebook.archive.cli import archiver_parser, plan_from_args
+from ts_notebook.archive.inspect import InspectReport
+from ts_notebook.errors import TsNotebookError
+from ts_notebook.handler.workspace import Workspace, requests_for_test
+from ts_notebook.serve_magics import SERVE_PARSER, ServeCommands, UsageParser, full_help, parse_or_help
+from ts_notebook.session import ServingSession
+
+F = TypeVar("F", bound=Callable[..., Any])
+PROGRESS_BAR_BYTES = 64 << 20  # smaller builds finish before a bar would be worth drawing
+
+
+def _user_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TsNotebookError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_MAR_BUILD_PARSER = archiver_parser(prog="%mar_build", parser_class=UsageParser)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--header {text!r}: write it as NAME=VALUE, e.g. --header X-Mode=echo")
+    return key, value
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Split like a POSIX shell, so quoted paths lose their quotes (IPython's default keeps them)."""
+    return magic.parser.parse_args(shlex.split(line))
+
+
+@contextmanager
+def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
+    if total < PROGRESS_BAR_BYTES:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False) as bar:
+
+        def update(n: int) -> None:
+            bar.update(n)
+
+        yield update
+
+
+@magics_class
+class TsNotebookMagics(ServeCommands, Magics):
+    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``, ``%ts_serve``)."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self._workspace: Workspace | None = None
+        self.session = ServingSession()  # every backend this kernel started or uses
+
+    @property
+    def workspace(self) -> Workspace:
+        """The notebook's handler workspace, made in the current folder on first use."""
+        if self._workspace is None:
+            self._workspace = Workspace()
+        return self._workspace
+
+    @magic_arguments()
+    @argument("name", help="Handler name: the file is NAME.py; %%mar_build --handler NAME packages it.")
+    @argument("--model-dir", metavar="DIR", help="What the handler sees as model_dir (and its MAR-INF/MANIFEST.json).")
+    @argument("--archive", metavar="PATH", help="Use this archive's contents as model_dir and its manifest.")
+    @argument("--test", metavar="PAYLOAD", help="Run the handler in this kernel on this request body.")
+    @argument("--test-file", metavar="PATH", help="Run the handler on the bytes of this file.")
+    @argument("--content-type", help="Content type of the test request (default: JSON if it parses, else text/plain).")
+    @argument("--header", action="append", default=[], metavar="K=V", help="Request header (repeatable).")
+    @argument("--batch", type=int, default=1, metavar="N", help="Send the request N times as one batch.")
+    @cell_magic
+    @_user_errors
+    def handler(self, line: str, cell: str) -> Any:
+        """Write a TorchServe handler in a cell: check it, save it, and optionally dry-run it here.
+
+        The cell is compiled (a syntax error names the cell line), its entry point resolved with
+        TorchServe's rules, and it is saved as NAME.py in the notebook's workspace so that
+        ``%mar_build --handler NAME`` packages it. With ``--test`` or ``--test-file`` it runs in this
+        kernel against a TorchServe-style Context and returns a trace: the context and manifest it
+        got, the exact ``data`` list, each stage's output and time, and on failure the exception
+        with the handler line that raised. Re-running the cell reloads the handler.
+
+        Example::
+
+            %%handler tiny --archive tiny.mar --test '{"input": [1, 2, 3, 4]}' --batch 2
+            from ts.torch_handler.base_handler import BaseHandler
+            class TinyHandler(BaseHandler):
+                ...
+        """
+        args = _parse(self.handler, line)
+        saved = self.workspace.save(args.name, cell)
+        if args.test is None and args.test_file is None:
+            return saved
+        headers = dict(_key_value(h) for h in args.header)
+        requests = requests_for_test(args.test, args.test_file, args.content_type, headers, args.batch)
+        target = self.workspace.model_dir(args.name, model_dir=args.model_dir, archive=args.archive)
+        from ts_notebook.handler.trace import dry_run
+
+        return dry_run(
+            args.name,
+            target.path,
+            requests,
+            model_name=target.model_name,
+            manifest=target.manifest,
+            model_yaml_config=target.model_yaml_config,
+            handler_dir=saved.path.parent,
+        )
+
+    @line_magic
+    @_user_errors
+    def mar_build(self, line: str) -> ArchiveInfo | None:
+        """Build a TorchServe model archive; same flags and meaning as torch-model-archiver 0.12.
+
+        Everything is checked before anything is written; a failed build leaves nothing behind.
+        Returns the archive's description (path, format, manifest, files with sizes).
+
+        Example::
+
+            %mar_build --model-name tiny --version 1.0 --model-file model.py \\
+                --serialized-file tiny.pth --handler handler.py --extra-files index_to_name.json
+        """
+        args = parse_or_help(_MAR_BUILD_PARSER, line)
+        if args is None:
+            return None
+        if self._workspace is not None:
+            args.handler = self._workspace.resolve(args.handler)
+        plan = plan_from_args(args)
+        with _progress(plan.total_bytes, f"building {plan.target.name}") as bar:
+            return write_plan(plan, bar)
+
+    @magic_arguments()
+    @argument("path", help="A .mar, .tar.gz or no-archive folder.")
+    @argument("--extract", metavar="DIR", help="Also extract it safely into DIR (new or empty).")
+    @argument("--export-model", metavar="OUT", help="Also export the model to OUT (.pt), verified to load.")
+    @argument("--force", action="store_true", help="Overwrite OUT if it exists.")
+    @line_magic
+    @_user_errors
+    def mar_inspect(self, line: str) -> InspectReport:
+        """Show an archive's manifest and files, check it loads, and optionally extract it or export its model.
+
+        Reads zip .mar, .tar.gz and no-archive folders, with current, legacy (MMS) or no manifest.
+        Extraction refuses absolute paths, '..', links and decompression bombs.
+
+        Example::
+
+            %mar_inspect model_store/tiny.mar --export-model tiny.pt
+        """
+        args = _parse(self.mar_inspect, line)
+        info = open_archive(args.path)
+        extracted = extract_archive(args.path, args.extract) if args.extract else None
+        exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None
+        return InspectReport.of(info, extracted=extracted, exported=exported)
+
+    @line_magic
+    @_user_errors
+    def ts_serve(self, line: str) -> Any:
+        """Start, watch and drive a serving backend from the notebook (``%ts_serve COMMAND -h`` for one).
+
+        ``start`` runs ts_notebook's embedded backend (pure Python, no Java) in a subprocess on
+        127.0.0.1, or reuses the live one for the same store and settings; it stops with this
+        kernel (or ``%unload_ext ts_notebook``) unless ``--detach``. A ``start`` with other settings
+        while this notebook's backend runs starts nothing unless ``--replace``. ``predict`` returns
+        the decoded answer; ``status`` says how to reach the server with curl.
+        """
+        args = parse_or_help(SERVE_PARSER, line)
+        if args is None:
+            return None
+        return getattr(self, f"_serve_{args.command.replace('-', '_')}")(args)
+
+    def shutdown(self) -> list[int]:
+        """Stop the dashboards' pollers and the backends this kernel started (not detached ones)."""
+        import sys
+
+        dashboards = sys.modules.get("ts_notebook.widgets.dashboard")
+        if dashboards is not None:  # never import ipywidgets just to find there is nothing to stop
+            dashboards.stop_all()
+        stopped: list[int] = self.session.shutdown()
+        return stopped
+
+
+TsNotebookMagics.mar_build.__doc__ = f"{TsNotebookMagics.mar_build.__doc__}\n{_MAR_BUILD_PARSER.format_help()}"
+TsNotebookMagics.ts_serve.__doc__ = f"{TsNotebookMagics.ts_serve.__doc__}\n{full_help(SERVE_PARSER)}"

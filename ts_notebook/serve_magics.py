@@ -1,0 +1,236 @@
+"""``%ts_serve``: its parser (the help is generated from it) and one method per subcommand.
+
+Each subcommand parses, makes one core call (launcher, session, client, serving views) and returns
+a value that renders itself. ``-h`` at any level prints help and returns; it never raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+
+from ts_notebook.preview import guess_text_type
+
+
+class _HelpShown(Exception):
+    """argparse printed help (``-h``) and wanted to exit; the magic returns instead."""
+
+
+class UsageParser(argparse.ArgumentParser):
+    """Argument errors become UsageError (message, no traceback); ``-h`` returns instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status == 0:
+            raise _HelpShown
+        raise UsageError(message or f"{self.prog}: exit {status}")
+
+
+def parse_or_help(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace | None:
+    """Parse a magic's line split like a POSIX shell; None when ``-h`` printed the help."""
+    try:
+        return parser.parse_args(shlex.split(line))
+    except _HelpShown:
+        return None
+
+
+def _start_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-store", metavar="DIR", help="folder of archives (default: .ts_notebook/model_store)")
+    p.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="archives to load at start")
+    p.add_argument("--gpus", metavar="IDS", help="GPU ids to use, e.g. 0,1 ('none' for CPU only)")
+    p.add_argument("--workers", type=int, metavar="N", help="workers per start-up model (default: one per CPU)")
+    p.add_argument("--ts-config", metavar="FILE", help="a TorchServe config.properties")
+    p.add_argument("--detach", action="store_true", help="keep running after this kernel exits")
+    p.add_argument("--no-token", action="store_true", help="serve without token authorization")
+    p.add_argument("--replace", action="store_true", help="stop this notebook's running backend and start anew")
+    p.add_argument("--torchserve", action="store_true", help="run real TorchServe instead (not available yet)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for it to serve")
+
+
+def _register_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the archive (.mar, .tar.gz or a no-archive folder)")
+    p.add_argument("--name", help="model name (default: the archive's)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="workers to start (default 1)")
+    p.add_argument("--batch-size", type=int, metavar="B", help="requests per batch (default: the archive's, or 1)")
+    p.add_argument("--max-batch-delay", type=int, metavar="MS", help="longest wait for a batch to fill, in ms")
+    p.add_argument("--response-timeout", type=int, metavar="S", help="seconds before a busy worker is killed")
+
+
+def _model_args(p: argparse.ArgumentParser, version_help: str) -> None:
+    p.add_argument("name", help="model name")
+    p.add_argument("version", nargs="?", help=version_help)
+
+
+def build_parser() -> UsageParser:
+    p = UsageParser(prog="%ts_serve", description="Start, watch and drive a serving backend from the notebook.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=UsageParser)
+    _start_options(sub.add_parser("start", help="start (or reuse) a backend", description="Start a backend."))
+    sub.add_parser("stop", help="stop the backend", description="Stop this notebook's backend.")
+    sub.add_parser("status", help="addresses, models, workers, tokens and curl lines")
+    _register_options(sub.add_parser("register", help="register an archive"))
+    _model_args(sub.add_parser("unregister", help="unregister a model (or one version)"), "only this version")
+    _model_args(sub.add_parser("describe", help="a model's description, as the management API gives it"), "or all")
+    setdef = sub.add_parser("set-default", help="make VERSION the version that /predictions/NAME serves")
+    setdef.add_argument("name", help="model name")
+    setdef.add_argument("version", help="the version to serve by default")
+    scale = sub.add_parser("scale", help="set a model's workers")
+    scale.add_argument("name", help="model name")
+    scale.add_argument("--min-workers", type=int, required=True, metavar="N", help="workers to keep")
+    scale.add_argument("--max-workers", type=int, metavar="M", help="upper bound (default: N)")
+    pred = sub.add_parser("predict", help="send one request; returns the decoded answer")
+    pred.add_argument("name", help="model name")
+    pred.add_argument("payload", nargs="?", help="the body, or @FILE for a file's bytes")
+    pred.add_argument("--version", help="model version (default: the default version)")
+    pred.add_argument("--content-type", metavar="CT", help="default: JSON if the body parses, else text/plain")
+    metrics = sub.add_parser("metrics", help="the Prometheus metrics, of one model if NAME is given")
+    metrics.add_argument("name", nargs="?", help="only this model's samples")
+    dash = sub.add_parser("dashboard", help="a live view of models, requests, logs, with a try-it form")
+    dash.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between updates")
+    logs = sub.add_parser("logs", help="handler log lines and worker events")
+    logs.add_argument("name", nargs="?", help="only this model's lines")
+    logs.add_argument("--tail", type=int, default=50, metavar="N", help="how many lines (default 50)")
+    return p
+
+
+SERVE_PARSER = build_parser()
+
+
+def full_help(parser: argparse.ArgumentParser) -> str:
+    """The parser's help followed by every subcommand's, for ``%ts_serve?``."""
+    parts = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parts += [sub.format_help() for sub in action.choices.values()]
+    return "\n".join(parts)
+
+
+class ServeCommands:
+    """The subcommands of ``%ts_serve``; mixed into the magics class, which owns ``session``."""
+
+    session: Any
+    workspace: Any
+
+    def _backend(self) -> Any:
+        tracked = self.session.current()
+        if tracked is None:
+            raise UsageError("no backend is running for this notebook: run %ts_serve start first")
+        return tracked.info
+
+    def _serve_start(self, args: Any) -> Any:
+        from ts_notebook import launcher
+        from ts_notebook.serving import ServeStatus
+        from ts_notebook.session import BackendRunning
+
+        if args.torchserve:
+            raise UsageError(
+                "--torchserve (real TorchServe) is not available yet; %ts_serve start runs the embedded "
+                "backend, and archives from %mar_build load unchanged in TorchServe"
+            )
+        store = Path(args.model_store) if args.model_store else self.workspace.root / "model_store"
+        store.mkdir(parents=True, exist_ok=True)
+        spec = launcher.LaunchSpec(
+            store.resolve(),
+            list(args.models),
+            Path(args.ts_config) if args.ts_config else None,
+            args.gpus,
+            args.workers,
+            not args.no_token,
+            args.detach,
+        )
+        try:
+            outcome = self.session.start(spec, replace=args.replace, timeout=args.timeout)
+        except BackendRunning as exc:
+            raise UsageError(
+                f"{exc}. It keeps running: %ts_serve start --replace ... stops it and starts the new one, "
+                "or %ts_serve stop first."
+            ) from None
+        if isinstance(outcome, launcher.Failed):
+            raise UsageError(
+                f"the backend did not start: {outcome.reason}\n--- its output ---\n{outcome.output[-3000:]}"
+            )
+        if isinstance(outcome, launcher.TimedOut):
+            raise UsageError(
+                f"the backend did not answer within {outcome.seconds:.0f} s; it was stopped. "
+                f"Its output:\n{outcome.output[-3000:]}"
+            )
+        if isinstance(outcome, launcher.Started):
+            note = f"started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
+        else:
+            note = f"reusing the running backend (pid {outcome.info.pid})"
+        return ServeStatus.of(outcome.info, note)
+
+    def _serve_stop(self, args: Any) -> str:
+        from ts_notebook.errors import BackendError
+
+        try:
+            info = self.session.stop()
+        except BackendError as exc:
+            raise UsageError(f"{exc}: nothing to stop") from None
+        return f"stopped backend pid {info.pid}"
+
+    def _serve_status(self, args: Any) -> Any:
+        from ts_notebook.serving import ServeStatus
+
+        return ServeStatus.of(self._backend())
+
+    def _serve_register(self, args: Any) -> str:
+        path = Path(args.path)
+        if not path.exists():
+            raise UsageError(f"{args.path}: no such archive. Build one with %mar_build.")
+        client = self._backend().client()
+        return str(
+            client.register(
+                str(path.resolve()),
+                model_name=args.name,
+                initial_workers=args.workers,
+                batch_size=args.batch_size,
+                max_batch_delay=args.max_batch_delay,
+                response_timeout=args.response_timeout,
+            )
+        )
+
+    def _serve_unregister(self, args: Any) -> str:
+        return str(self._backend().client().unregister(args.name, args.version))
+
+    def _serve_describe(self, args: Any) -> Any:
+        return self._backend().client().describe(args.name, args.version)
+
+    def _serve_set_default(self, args: Any) -> str:
+        return str(self._backend().client().set_default(args.name, args.version))
+
+    def _serve_scale(self, args: Any) -> str:
+        return str(self._backend().client().scale(args.name, args.min_workers, args.max_workers))
+
+    def _serve_metrics(self, args: Any) -> Any:
+        from ts_notebook.serving import MetricsText
+
+        return MetricsText.of(self._backend().client(), args.name)
+
+    def _serve_predict(self, args: Any) -> Any:
+        payload: bytes | str = args.payload or ""
+        if isinstance(payload, str) and payload.startswith("@"):
+            file = Path(payload[1:])
+            if not file.is_file():
+                raise UsageError(f"{payload}: no such file to send.")
+            payload = file.read_bytes()
+        content_type = args.content_type
+        if content_type is None and isinstance(payload, str):
+            content_type = guess_text_type(payload)
+        answer = self._backend().client().predict(args.name, payload, version=args.version, content_type=content_type)
+        return answer.value
+
+    def _serve_dashboard(self, args: Any) -> Any:
+        from ts_notebook.widgets.dashboard import ServingDashboard
+
+        return ServingDashboard(self._backend().client(), interval=args.interval)
+
+    def _serve_logs(self, args: Any) -> Any:
+        from ts_notebook.serving import LogView
+
+        return LogView.of(self._backend().client(), args.name, args.tail)

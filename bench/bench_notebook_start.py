@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+from common import RESULTS
+from inputs import tiny_store
+
 REPEATS = int(os.environ.get("REPEATS", "5"))
 
 SESSION = r"""
@@ -37,12 +38,8 @@ print(json.dumps({"ipython_import_s": t1 - t0, "magics_to_first_answer_s": t2 - 
 
 
 def make_store(folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    from tests.assets import build_tiny, write_assets
-
-    assets = write_assets(folder / "assets")
-    (folder / "store").mkdir()
-    build_tiny(assets, folder / "store")
+    """``folder/store/tiny.mar``: the serving benchmark's tiny MLP (eager state_dict, lean handler)."""
+    tiny_store(folder / "store")
 
 
 def main() -> int:

@@ -1,13 +1,40 @@
-"""What the benchmarks share: finding the reference venv and writing raw results."""
+"""What the benchmarks share: their folders, settings from the environment, medians, the reference
+venv and writing raw results."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / "work"  # git-ignored: cached inputs and build outputs
+RESULTS = BENCH / "results"
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+def env_ints(name: str, default: str) -> list[int]:
+    return [int(v) for v in (os.environ.get(name, "").strip() or default).split(",") if v.strip()]
+
+
+def summary(values: list[float | None]) -> dict[str, float] | None:
+    """Median, min, max and count of the values measured; None when nothing was."""
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return None
+    return {"median": statistics.median(clean), "min": min(clean), "max": max(clean), "n": len(clean)}
 
 
 def reference_venv(tool: str, package: str) -> Path | None:

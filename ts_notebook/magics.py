@@ -51,8 +51,15 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _parse(magic: Any, line: str) -> Any:
-    """Split like a POSIX shell, so quoted paths lose their quotes (IPython's default keeps them)."""
-    return magic.parser.parse_args(shlex.split(line))
+    """Split like a POSIX shell, so quoted paths lose their quotes (IPython's default keeps them).
+
+    None after printing the help for ``-h``/``--help`` (magic_arguments parsers have no help flag).
+    """
+    words = shlex.split(line)
+    if "-h" in words or "--help" in words:
+        print(magic.parser.format_help())
+        return None
+    return magic.parser.parse_args(words)
 
 
 @contextmanager
@@ -115,6 +122,8 @@ class TsNotebookMagics(ServeCommands, Magics):
                 ...
         """
         args = _parse(self.handler, line)
+        if args is None:
+            return None
         saved = self.workspace.save(args.name, cell)
         if args.test is None and args.test_file is None:
             return saved
@@ -162,7 +171,7 @@ class TsNotebookMagics(ServeCommands, Magics):
     @argument("--force", action="store_true", help="Overwrite OUT if it exists.")
     @line_magic
     @_user_errors
-    def mar_inspect(self, line: str) -> InspectReport:
+    def mar_inspect(self, line: str) -> InspectReport | None:
         """Show an archive's manifest and files, check it loads, and optionally extract it or export its model.
 
         Reads zip .mar, .tar.gz and no-archive folders, with current, legacy (MMS) or no manifest.
@@ -173,6 +182,8 @@ class TsNotebookMagics(ServeCommands, Magics):
             %mar_inspect model_store/tiny.mar --export-model tiny.pt
         """
         args = _parse(self.mar_inspect, line)
+        if args is None:
+            return None
         info = open_archive(args.path)
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None

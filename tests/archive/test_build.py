@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ts_notebook.archive import build_archive, open_archive, plan_archive, write_plan
+from ts_notebook.archive import ArchiveSpec, build_archive, open_archive, plan_archive, write_plan
 from ts_notebook.errors import ArchiveError
 
 FULL_FILES = {
@@ -191,7 +191,7 @@ def test_failed_write_leaves_nothing_behind(assets: Path, tmp_path: Path) -> Non
     out = tmp_path / "out"
     out.mkdir()
     plan = plan_archive(
-        "gone", "1", str(src / "handler.py"), serialized_file=str(src / "tiny_state.pth"), export_path=out
+        ArchiveSpec("gone", "1", str(src / "handler.py"), serialized_file=str(src / "tiny_state.pth"), export_path=out)
     )
     (src / "tiny_state.pth").unlink()  # the weights vanish between the checks and the write
     with pytest.raises(ArchiveError, match=r"could not write .*gone\.mar.*Nothing was written"):
@@ -228,7 +228,9 @@ def test_big_weights_are_deflated_in_parallel_and_read_back_exactly(tmp_path: Pa
 def test_progress_reports_every_byte(assets: Path, tmp_path: Path) -> None:
     seen: list[int] = []
     plan = plan_archive(
-        "p", "1", str(assets / "handler.py"), serialized_file=str(assets / "tiny_state.pth"), export_path=tmp_path
+        ArchiveSpec(
+            "p", "1", str(assets / "handler.py"), serialized_file=str(assets / "tiny_state.pth"), export_path=tmp_path
+        )
     )
     write_plan(plan, seen.append)
     assert sum(seen) == plan.total_bytes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .torchserve import TorchServe
+from ts_notebook.deploy.torchserve import TorchServe
 
 ArchiverArg = str | os.PathLike[str]
 Archiver = Callable[..., "subprocess.CompletedProcess[str]"]

@@ -21,9 +21,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from tests.assets import tiny_model
 from ts_notebook.archive import ArchiveInfo, export_model, open_archive
 from ts_notebook.archive.read import read_member
+from ts_notebook.deploy.torchserve import TorchServe
 
 from .conftest import Archiver
-from .torchserve import TorchServe
 
 pytestmark = pytest.mark.compat
 

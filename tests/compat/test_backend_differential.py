@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from ts_notebook.archive import build_archive
+from ts_notebook.deploy.torchserve import TorchServe
 
 from .embedded import EmbeddedBackend, http
-from .torchserve import TorchServe
 
 pytestmark = pytest.mark.compat
 

@@ -11,8 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.assets import HANDLER_PY, build_tiny
-
-from .torchserve import TorchServe
+from ts_notebook.deploy.torchserve import TorchServe
 
 pytestmark = pytest.mark.compat
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.assets import tiny_model
+from ts_notebook.deploy.torchserve import TorchServe
 
 from .conftest import Archiver
-from .torchserve import TorchServe
 
 pytestmark = pytest.mark.compat
 

@@ -169,3 +169,13 @@ def test_unload_leaves_detached_backends_running(ip: InteractiveShell) -> None:
             assert launcher.stop(info)
         wait_until(lambda: not launcher.is_alive(status.pid), what="the detached backend to stop")
         ip.run_line_magic("load_ext", "ts_notebook")
+
+
+def test_the_other_magics_print_help_for_h_too(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ip.run_cell_magic("handler", "-h", "x = 1") is None
+    assert "--model-dir DIR" in capsys.readouterr().out
+    assert not Path(".ts_notebook/handlers/-h.py").exists()
+    assert ip.run_line_magic("mar_inspect", "--help") is None
+    assert "--export-model OUT" in capsys.readouterr().out
+    assert ip.run_line_magic("mar_build", "-h") is None
+    assert "--archive-format {default,tgz,no-archive,zip-store}" in capsys.readouterr().out

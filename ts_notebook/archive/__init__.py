@@ -3,7 +3,7 @@
 Imports neither IPython nor torch at module level; torch is imported only to export a model.
 """
 
-from ts_notebook.archive.build import BuildPlan, build_archive, plan_archive, write_plan
+from ts_notebook.archive.build import ArchiveSpec, BuildPlan, build_archive, plan_archive, write_plan
 from ts_notebook.archive.checks import BUILTIN_HANDLERS, check_config_file, resolve_handler
 from ts_notebook.archive.export import ExportResult, export_model
 from ts_notebook.archive.extract import Limits, extract_archive
@@ -16,6 +16,7 @@ __all__ = [
     "MANIFEST_PATH",
     "ArchiveFile",
     "ArchiveInfo",
+    "ArchiveSpec",
     "BuildPlan",
     "ExportResult",
     "Limits",

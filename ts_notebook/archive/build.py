@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ts_notebook.archive.checks import (
     check_config_file,
@@ -44,82 +45,98 @@ class BuildPlan:
         return sum(p.stat().st_size for p in self.layout.values())
 
 
-def plan_archive(
-    model_name: str,
-    version: str,
-    handler: str,
-    *,
-    serialized_file: str | None = None,
-    model_file: str | None = None,
-    extra_files: str | list[str] | None = None,
-    runtime: str = "python",
-    export_path: str | Path | None = None,
-    archive_format: str = "default",
-    force: bool = False,
-    requirements_file: str | None = None,
-    config_file: str | None = None,
-    model_path: str | Path | None = None,
-) -> BuildPlan:
-    """Check every input and work out the archive's contents, writing nothing.
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """What to package: torch-model-archiver 0.12's flags, by the same names and with the same meaning.
 
-    Arguments mean what torch-model-archiver's flags of the same names mean; ``model_path`` is
-    MMS's ``--model-path`` (a folder packed whole, minus hidden and build files).
+    ``model_path`` is MMS's ``--model-path`` (a folder packed whole, minus hidden and build files).
+    The one description of an archive's inputs: the CLI, ``%mar_build`` and :func:`build_archive`
+    all fill it in.
+    """
+
+    model_name: str
+    version: str
+    handler: str
+    serialized_file: str | None = None
+    model_file: str | None = None
+    extra_files: str | list[str] | None = None
+    runtime: str = "python"
+    export_path: str | Path | None = None
+    archive_format: str = "default"
+    force: bool = False
+    requirements_file: str | None = None
+    config_file: str | None = None
+    model_path: str | Path | None = None
+
+    @classmethod
+    def from_args(cls, args: Any) -> ArchiveSpec:
+        """A spec from parsed archiver arguments (``argparse.Namespace`` with the flags' dest names)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def plan_archive(spec: ArchiveSpec) -> BuildPlan:
+    """Check every input and work out the archive's contents, writing nothing.
 
     Raises:
         ArchiveError: the first problem found, naming the bad value and the fix.
     """
-    check_model_name(model_name)
-    if not version or not str(version).strip():
-        raise ArchiveError("--version is required (e.g. --version 1.0): TorchServe serves models by version.")
-    if archive_format not in FORMATS:
-        raise ArchiveError(f"--archive-format {archive_format!r} is not one of {', '.join(FORMATS)}.")
-    if runtime not in RUNTIMES:
-        raise ArchiveError(f"--runtime {runtime!r} is not one of {', '.join(RUNTIMES)}.")
-    export = Path(export_path) if export_path is not None else Path.cwd()
-    if not export.is_dir():
-        raise ArchiveError(
-            f"--export-path {export} is not a folder. Create it first (mkdir -p {export}) or point to an existing one."
-        )
-    target = export / f"{model_name}{SUFFIXES[archive_format]}"
-    if target.exists() and not force:
-        raise ArchiveError(
-            f"{target} already exists. Pass -f/--force to overwrite it, "
-            "or choose another --model-name or --export-path."
-        )
-
+    target = _check_target(spec)
     layout: Layout = {}
     warnings: list[str] = []
     search: tuple[Path, ...] = ()
-    if model_path is not None:
-        add_model_path(Path(model_path), layout)
-        search = (Path(model_path),)
+    if spec.model_path is not None:
+        add_model_path(Path(spec.model_path), layout)
+        search = (Path(spec.model_path),)
     # Same order as the reference's copies, so name clashes resolve the same way (last one wins).
-    model = add_file("--model-file", model_file, layout, search)
+    model = add_file("--model-file", spec.model_file, layout, search)
     if model is not None:
         check_model_file(model)
-    add_file("--serialized-file", serialized_file, layout, search)
-    source = resolve_handler(handler, runtime, search)
+    add_file("--serialized-file", spec.serialized_file, layout, search)
+    source = resolve_handler(spec.handler, spec.runtime, search)
     if source.file is not None:
         layout[source.file.name] = source.file
-    if extra_files:
-        add_extra_files(extra_files, layout, warnings)
-    add_file("-r/--requirements-file", requirements_file, layout, search)
-    config = add_file("-c/--config-file", config_file, layout, search)
+    if spec.extra_files:
+        add_extra_files(spec.extra_files, layout, warnings)
+    add_file("-r/--requirements-file", spec.requirements_file, layout, search)
+    config = add_file("-c/--config-file", spec.config_file, layout, search)
     if config is not None:
         check_config_file(config)
     _drop_target(layout, target)
 
     manifest = Manifest.new(
-        model_name,
+        spec.model_name,
         source.manifest_value,
-        str(version),
-        serialized_file=serialized_file,
-        model_file=model_file,
-        requirements_file=requirements_file,
-        config_file=config_file,
-        runtime=runtime,
+        str(spec.version),
+        serialized_file=spec.serialized_file,
+        model_file=spec.model_file,
+        requirements_file=spec.requirements_file,
+        config_file=spec.config_file,
+        runtime=spec.runtime,
     )
-    return BuildPlan(target, archive_format, layout, manifest, force, tuple(warnings))
+    return BuildPlan(target, spec.archive_format, layout, manifest, spec.force, tuple(warnings))
+
+
+def _check_target(spec: ArchiveSpec) -> Path:
+    """Check the name, version, format and destination; the archive's path."""
+    check_model_name(spec.model_name)
+    if not spec.version or not str(spec.version).strip():
+        raise ArchiveError("--version is required (e.g. --version 1.0): TorchServe serves models by version.")
+    if spec.archive_format not in FORMATS:
+        raise ArchiveError(f"--archive-format {spec.archive_format!r} is not one of {', '.join(FORMATS)}.")
+    if spec.runtime not in RUNTIMES:
+        raise ArchiveError(f"--runtime {spec.runtime!r} is not one of {', '.join(RUNTIMES)}.")
+    export = Path(spec.export_path) if spec.export_path is not None else Path.cwd()
+    if not export.is_dir():
+        raise ArchiveError(
+            f"--export-path {export} is not a folder. Create it first (mkdir -p {export}) or point to an existing one."
+        )
+    target = export / f"{spec.model_name}{SUFFIXES[spec.archive_format]}"
+    if target.exists() and not spec.force:
+        raise ArchiveError(
+            f"{target} already exists. Pass -f/--force to overwrite it, "
+            "or choose another --model-name or --export-path."
+        )
+    return target
 
 
 def _drop_target(layout: Layout, target: Path) -> None:
@@ -175,42 +192,14 @@ def _move_into_place(staged: Path, target: Path, tmp: Path) -> None:
 
 
 def build_archive(
-    model_name: str,
-    version: str,
-    handler: str,
-    *,
-    serialized_file: str | None = None,
-    model_file: str | None = None,
-    extra_files: str | list[str] | None = None,
-    runtime: str = "python",
-    export_path: str | Path | None = None,
-    archive_format: str = "default",
-    force: bool = False,
-    requirements_file: str | None = None,
-    config_file: str | None = None,
-    model_path: str | Path | None = None,
-    progress: Progress | None = None,
+    model_name: str, version: str, handler: str, *, progress: Progress | None = None, **options: Any
 ) -> ArchiveInfo:
-    """Check the inputs, then write the archive; see :func:`plan_archive` for the arguments.
+    """Check the inputs, then write the archive; ``options`` are :class:`ArchiveSpec`'s other fields.
 
     ``progress`` is called with a byte count as data is written (for a progress bar).
 
     Raises:
         ArchiveError: a bad input (nothing written) or a failed write (nothing left behind).
+        TypeError: an option that is not one of ArchiveSpec's fields.
     """
-    plan = plan_archive(
-        model_name,
-        version,
-        handler,
-        serialized_file=serialized_file,
-        model_file=model_file,
-        extra_files=extra_files,
-        runtime=runtime,
-        export_path=export_path,
-        archive_format=archive_format,
-        force=force,
-        requirements_file=requirements_file,
-        config_file=config_file,
-        model_path=model_path,
-    )
-    return write_plan(plan, progress)
+    return write_plan(plan_archive(ArchiveSpec(model_name, version, handler, **options)), progress)

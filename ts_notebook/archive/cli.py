@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ts_notebook.archive.build import BuildPlan, plan_archive, write_plan
+from ts_notebook.archive.build import ArchiveSpec, BuildPlan, plan_archive, write_plan
+from ts_notebook.archive.manifest import RUNTIMES
+from ts_notebook.archive.read import FORMATS
 from ts_notebook.errors import TsNotebookError
 
 
@@ -35,14 +37,12 @@ def archiver_parser(
     p.add_argument(
         "--extra-files", help="Comma-separated files, folders (their contents) or globs, flattened to the root."
     )
-    p.add_argument(
-        "--runtime", default="python", choices=["python", "python3", "LSP"], help="Runtime (default python)."
-    )
+    p.add_argument("--runtime", default="python", choices=RUNTIMES, help="Runtime (default python).")
     p.add_argument("--export-path", help="Folder to write the archive to (default: the current folder).")
     p.add_argument(
         "--archive-format",
         default="default",
-        choices=["tgz", "no-archive", "zip-store", "default"],
+        choices=FORMATS,
         help="default: .mar zip; zip-store: .mar without compression; tgz: .tar.gz; no-archive: a folder.",
     )
     p.add_argument("-f", "--force", action="store_true", help="Overwrite an existing archive of the same name.")
@@ -54,21 +54,7 @@ def archiver_parser(
 
 def plan_from_args(args: Any) -> BuildPlan:
     """A checked build plan from parsed archiver arguments."""
-    return plan_archive(
-        args.model_name,
-        args.version,
-        args.handler,
-        serialized_file=args.serialized_file,
-        model_file=args.model_file,
-        extra_files=args.extra_files,
-        runtime=args.runtime,
-        export_path=args.export_path,
-        archive_format=args.archive_format,
-        force=args.force,
-        requirements_file=args.requirements_file,
-        config_file=args.config_file,
-        model_path=args.model_path,
-    )
+    return plan_archive(ArchiveSpec.from_args(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response
 from ts_notebook.backend.pool import Job
 from ts_notebook.backend.registry import ApiError
-from ts_notebook.handler.payload import make_request
+from ts_notebook.handler.payload import Request, make_request
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -85,15 +85,8 @@ def _health(backend: Backend) -> web.Response:
     return json_response({"status": "Unhealthy"}, 500)
 
 
-async def predict(
-    backend: Backend, request: web.Request, name: str, version: str | None, explain: bool, url_path: str | None
-) -> web.StreamResponse:
-    start = time.perf_counter()
-    request_id = str(uuid.uuid4())
-    body = await request.read()
-    mv = backend.registry.get(name, version)
-    if mv.target_workers == 0 and not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
-        raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
+def _shape(request: web.Request, body: bytes, explain: bool, url_path: str | None) -> Request:
+    """The request as TorchServe's frontend hands it to a worker: its data row and its headers."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
     shaped = make_request(body, None, headers)
     shaped.headers["explain"] = "True" if explain else "False"
@@ -103,6 +96,19 @@ async def predict(
         shaped.headers["url_path"] = url_path
     if request.method == "GET":
         shaped.headers.setdefault("content-length", "0")
+    return shaped
+
+
+async def predict(
+    backend: Backend, request: web.Request, name: str, version: str | None, explain: bool, url_path: str | None
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    request_id = str(uuid.uuid4())
+    body = await request.read()
+    mv = backend.registry.get(name, version)
+    if mv.target_workers == 0 and not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
+        raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
+    shaped = _shape(request, body, explain, url_path)
     job = Job(request_id, shaped.row, shaped.headers, asyncio.get_running_loop().create_future())
     try:
         mv.queue.put_nowait(job)

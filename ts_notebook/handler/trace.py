@@ -167,6 +167,20 @@ def check_batch_result(result: Any, batch: int) -> str | None:
     return None
 
 
+def _collect(trace: Trace, context: Context, processors: list[Any]) -> None:
+    """What the handler left on its Context: metrics, streamed chunks, per-request statuses and headers."""
+    trace.metrics = list(context.metrics.records)
+    trace.intermediate = list(context.intermediate_responses)  # type: ignore[attr-defined]
+    trace.responses = [
+        {
+            "status": p.get_response_status_code(),
+            "phrase": p.get_response_status_phrase(),
+            "headers": dict(p.get_response_headers()),
+        }
+        for p in processors
+    ]
+
+
 def dry_run(
     handler: str,
     model_dir: str | Path,
@@ -215,16 +229,7 @@ def dry_run(
         except BaseException as exc:
             return _fail(trace, "handle", exc, roots)
         finally:
-            trace.metrics = list(context.metrics.records)
-            trace.intermediate = list(context.intermediate_responses)  # type: ignore[attr-defined]
-            trace.responses = [
-                {
-                    "status": p.get_response_status_code(),
-                    "phrase": p.get_response_status_phrase(),
-                    "headers": dict(p.get_response_headers()),
-                }
-                for p in processors
-            ]
+            _collect(trace, context, processors)
     problem = check_batch_result(trace.result, len(requests))
     if problem is not None:
         trace.failure = Failure("handle", "BatchContractError", problem, None, "")

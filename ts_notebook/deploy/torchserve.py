@@ -1,4 +1,4 @@
-"""Run a real TorchServe 0.12.0 from a reference venv, isolated, for the compatibility suite.
+"""Run a real TorchServe (0.12.0 here) from a venv that has it, isolated in its own root folder.
 
 `torchserve --stop` stops whatever pid file it finds in the temp dir, and the JVM puts logs, sockets and
 extracted models under cwd/TMPDIR: so each instance owns a root dir, free ports and a config.properties.

@@ -1,0 +1,1 @@
+"""What leaves the notebook: running real TorchServe on the same model store, and exports."""

@@ -10,7 +10,7 @@ TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv compat-venv kernel-range test lint pytest lab bench clean
+.PHONY: venv compat-venv kernel-range test lint pytest lab bench docs-screenshot clean
 
 venv: $(VENV)/.installed
 compat-venv: $(TSVENV)/.installed
@@ -56,6 +56,13 @@ bench: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_serving.py
 	$(VENV)/bin/python bench/bench_notebook_start.py
+
+# Refresh the README's picture of the dashboard on purpose. The browser test only writes
+# tests/browser/artifacts/ (no test touches a tracked file); a skipped run leaves no picture to copy.
+docs-screenshot: venv
+	rm -f tests/browser/artifacts/dashboard.png
+	$(VENV)/bin/python -m pytest tests/browser/test_dashboard_browser.py -q -p no:cacheprovider
+	cp tests/browser/artifacts/dashboard.png docs/dashboard.png
 
 clean:
 	rm -rf $(VENV) $(TSVENV) $(K6VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pkgutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+import ts_notebook
 from ts_notebook.archive import ArchiveInfo
 from ts_notebook.archive.inspect import InspectReport
 
@@ -29,6 +32,45 @@ def test_load_ext_only_registers_magics() -> None:
     ip.run_line_magic("load_ext", "ts_notebook")
     assert {"mar_build", "mar_inspect"} <= set(ip.magics_manager.magics["line"])
     assert not (heavy & (set(sys.modules) - before))
+
+
+# Imports each named module in turn in a fresh interpreter; exits naming the first that pulled in
+# IPython or ipywidgets.
+IMPORT_EACH = """
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    ui = [m for m in ("IPython", "ipywidgets") if m in sys.modules]
+    if ui:
+        sys.exit(f"importing {name} imported {' and '.join(ui)}")
+"""
+
+
+def core_modules() -> list[str]:
+    """Every module of the package but the magics modules, the widgets and ``__main__`` modules
+    (importing those runs them)."""
+    found = [m.name for m in pkgutil.walk_packages(ts_notebook.__path__, "ts_notebook.")]
+    return ["ts_notebook"] + [
+        name
+        for name in found
+        if not name.rpartition(".")[2].endswith("magics")
+        and not (name == "ts_notebook.widgets" or name.startswith("ts_notebook.widgets."))
+        and not name.endswith("__main__")
+    ]
+
+
+def test_core_imports_without_ipython_or_ipywidgets() -> None:
+    """Scripts, the archiver CLI and the backend use the core without IPython installed."""
+    names = core_modules()
+    assert {"ts_notebook.archive.build", "ts_notebook.launcher", "ts_notebook.backend.server"} <= set(names)
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_EACH, *names],
+        cwd=Path(ts_notebook.__file__).parents[1],  # this checkout's package, whatever is installed
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_mar_build_returns_the_archive_description(shell: InteractiveShell, assets: Path, in_tmp: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from tests.backend.helpers import Backend, call, error_body, wait_until
 

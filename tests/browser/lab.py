@@ -13,6 +13,7 @@ Usage::
             nb.click(".tsn-foo button")
             nb.fill(".tsn-bar textarea", "text")
             nb.wait_for_text(".tsn-label", "pressed")
+            nb.resize(1400, 1500)          # returns once JupyterLab has laid out at the new size
             nb.screenshot("tests/browser/artifacts/x.png")
             nb.page                        # the Playwright Page, for anything else
 
@@ -22,13 +23,14 @@ given temporary folder, and the ``python3`` kernelspec is one written there (fir
 ``JUPYTER_PATH``) whose argv is ``[sys.executable, -m, ipykernel_launcher, -f, {connection_file}]``,
 so notebooks always run on the project venv. Chromium is Debian's ``/usr/bin/chromium`` (override
 with ``TSN_CHROMIUM``); the harness never downloads a browser.
+
+This module is the server; ``tests.browser.chromium`` finds and launches the browser and
+``tests.browser.page`` drives one open notebook (``NotebookPage``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import itertools
 import json
 import os
 import secrets
@@ -38,50 +40,25 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = os.environ.get("TSN_CHROMIUM", "/usr/bin/chromium")
+from tests.browser.chromium import CHROMIUM, Chromium, browser_missing_reason, require_browser
+from tests.browser.page import NotebookPage
 
-# Flags known to work on this machine kind (see INSTALL.md). Playwright adds --headless and a fresh
-# temporary --user-data-dir itself (it refuses a --user-data-dir in args for launch()).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
+__all__ = [
+    "CHROMIUM",
+    "KERNEL_NAME",
+    "JupyterLab",
+    "LabError",
+    "NotebookPage",
+    "browser_missing_reason",
+    "require_browser",
 ]
 
 KERNEL_NAME = "python3"
-_WORKSPACES = itertools.count(1)
-
-
-def browser_missing_reason() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    if not os.path.exists(CHROMIUM):
-        return f"{CHROMIUM} not found: install Debian's chromium and chromium-driver (see tests/browser/INSTALL.md)"
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed (see tests/browser/INSTALL.md)"
-    return None
-
-
-def require_browser() -> None:
-    """pytest.skip with the reason when Chromium or playwright is missing; under CI (which installs
-    both, see INSTALL.md) a missing browser is a failure, so the browser tests can never silently skip."""
-    reason = browser_missing_reason()
-    if reason is not None:
-        import pytest
-
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests, but {reason}")
-        pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -126,8 +103,7 @@ class JupyterLab:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
-        self._pw: Any = None
-        self._browser: Any = None
+        self._chromium = Chromium(self.base / "browser-home")
 
     # ---------------------------------------------------------------- server
 
@@ -327,38 +303,10 @@ class JupyterLab:
 
     def browser(self) -> Any:
         """The Playwright Browser (Debian Chromium), launched on first use."""
-        if self._browser is None:
-            require_browser()
-            from playwright.sync_api import sync_playwright
-
-            home = self.base / "browser-home"
-            home.mkdir(parents=True, exist_ok=True)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-            env["HOME"] = str(home)  # Chromium's ~/.pki and ~/.config stay in the temp folder
-            self._pw = sync_playwright().start()
-            try:
-                self._browser = self._pw.chromium.launch(
-                    executable_path=CHROMIUM,
-                    headless=True,
-                    args=CHROMIUM_ARGS,
-                    env=env,
-                    timeout=60_000,
-                )
-            except BaseException:
-                self._pw.stop()
-                self._pw = None
-                raise
-        return self._browser
+        return self._chromium.browser()
 
     def close_browser(self) -> None:
-        b, self._browser = self._browser, None
-        pw, self._pw = self._pw, None
-        if b is not None:
-            with contextlib.suppress(Exception):
-                b.close()
-        if pw is not None:
-            with contextlib.suppress(Exception):
-                pw.stop()
+        self._chromium.close()
 
     @contextlib.contextmanager
     def notebook_page(self, name: str, *, timeout: float = 120.0) -> Iterator[NotebookPage]:
@@ -377,181 +325,3 @@ class JupyterLab:
             with contextlib.suppress(Exception):
                 context.close()
             self.shutdown_kernels()
-
-
-# JS helpers: find the open notebook panel whose document path is `path`.
-_FIND_PANEL = """
-(path) => {
-  const app = window.jupyterapp;
-  if (!app || !app.shell) return null;
-  for (const w of Array.from(app.shell.widgets('main'))) {
-    if (w.context && w.context.path === path && w.sessionContext) return w;
-  }
-  return null;
-}
-"""
-
-
-def _js(body: str) -> str:
-    """An async page function of (arg) with `findPanel(path)` and `withTimeout(p, ms, what)`."""
-    return (
-        "async (arg) => {\n"
-        f"  const findPanel = {_FIND_PANEL};\n"
-        "  const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, rej) =>"
-        " setTimeout(() => rej(new Error('timed out after ' + ms + ' ms: ' + what)), ms))]);\n"
-        f"{body}\n"
-        "}"
-    )
-
-
-class NotebookPage:
-    """One notebook open in JupyterLab in the browser. ``page`` is the Playwright Page.
-
-    Timeouts are in seconds. Failing waits raise AssertionError carrying the text of the notebook's
-    outputs (tracebacks included), and save ``<base>/failure-N.png``.
-    """
-
-    def __init__(self, lab: JupyterLab, page: Any, name: str) -> None:
-        self.lab = lab
-        self.page = page
-        self.name = name
-        self.console: list[str] = []
-        self.workspace = ""
-        self.url = ""
-        self.panel_selector = ".jp-NotebookPanel"
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-
-    # -- opening and running
-
-    def open(self, timeout: float = 120.0) -> None:
-        ms = int(timeout * 1000)
-        # A workspace of its own per page: JupyterLab otherwise restores the tabs (and restarts the
-        # kernels) of notebooks that an earlier page of the same server had open.
-        self.workspace = f"tsn-{next(_WORKSPACES)}-{secrets.token_hex(4)}"
-        self.url = (
-            f"{self.lab.url}/lab/workspaces/{self.workspace}/tree/"
-            f"{urllib.parse.quote(self.name)}?token={self.lab.token}"
-        )
-        self.page.goto(self.url, wait_until="domcontentloaded", timeout=ms)
-        try:
-            panel_id = self.page.wait_for_function(
-                f"(path) => {{ const w = ({_FIND_PANEL})(path); return w ? w.id : null; }}",
-                arg=self.name,
-                timeout=ms,
-                polling=200,
-            ).json_value()
-            self.panel_selector = f"[id={json.dumps(panel_id)}]"
-            self.page.wait_for_selector(f"{self.panel_selector} .jp-Cell", timeout=ms)
-            self.page.evaluate(
-                _js(
-                    """
-  const panel = findPanel(arg.path);
-  await withTimeout(window.jupyterapp.restored, arg.ms, 'app restored');
-  await withTimeout(panel.context.ready, arg.ms, 'document ready');
-  await withTimeout(panel.sessionContext.ready, arg.ms, 'session ready');
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  if (!kernel) throw new Error('no kernel started for ' + arg.path + ' (kernel picker shown?)');
-  await withTimeout(kernel.info, arg.ms, 'kernel info');
-  window.jupyterapp.shell.activateById(panel.id);
-"""
-                ),
-                {"path": self.name, "ms": ms},
-            )
-        except Exception as e:
-            self._fail(f"opening {self.name} failed: {e}")
-
-    def run_all(self, *, timeout: float = 300.0, check: bool = True) -> bool:
-        """Run → Run All Cells (command ``notebook:run-all-cells``); returns once every cell's
-        execution has replied. With ``check``, a cell that raised fails with the outputs' text."""
-        ms = int(timeout * 1000)
-        try:
-            ok = self.page.evaluate(
-                _js(
-                    """
-  const app = window.jupyterapp;
-  const panel = findPanel(arg.path);
-  app.shell.activateById(panel.id);
-  const result = await withTimeout(
-    app.commands.execute('notebook:run-all-cells'), arg.ms, 'run all cells');
-  return result !== false;
-"""
-                ),
-                {"path": self.name, "ms": ms},
-            )
-        except Exception as e:
-            self._fail(f"run all cells in {self.name} failed: {e}")
-        if check and not ok:
-            self._fail(f"a cell of {self.name} raised")
-        return bool(ok)
-
-    # -- waiting and acting on elements (CSS selectors)
-
-    def wait_for(self, selector: str, *, timeout: float = 60.0, state: str = "visible") -> Any:
-        """Wait until an element matching ``selector`` is in the page (visible by default);
-        returns its Playwright Locator (the first match)."""
-        loc = self.page.locator(selector).first
-        try:
-            loc.wait_for(state=state, timeout=int(timeout * 1000))
-        except Exception as e:
-            self._fail(f"{selector!r} did not appear within {timeout:.0f}s: {type(e).__name__}")
-        return loc
-
-    def wait_for_text(self, selector: str, text: str, *, timeout: float = 60.0) -> Any:
-        """Wait until an element matching ``selector`` has exactly ``text`` (whitespace-trimmed)."""
-        try:
-            self.page.wait_for_function(
-                """([sel, text]) => Array.from(document.querySelectorAll(sel))
-                     .some(e => (e.innerText || e.textContent || '').trim() === text)""",
-                arg=[selector, text],
-                timeout=int(timeout * 1000),
-                polling=200,
-            )
-        except Exception as e:
-            found = self.texts(selector)
-            self._fail(
-                f"no {selector!r} with text {text!r} within {timeout:.0f}s (found {found!r}): {type(e).__name__}"
-            )
-        return self.page.locator(selector).filter(has_text=text).first
-
-    def click(self, selector: str, *, timeout: float = 30.0) -> None:
-        self.wait_for(selector, timeout=timeout).click(timeout=int(timeout * 1000))
-
-    def fill(self, selector: str, value: str, *, timeout: float = 30.0) -> None:
-        """Type ``value`` into an input/textarea (Playwright ``fill``: input events), then fire
-        ``change`` and blur it, so widgets with ``continuous_update=False`` sync too."""
-        loc = self.wait_for(selector, timeout=timeout)
-        loc.fill(value, timeout=int(timeout * 1000))
-        loc.dispatch_event("change")
-        loc.blur()
-
-    def texts(self, selector: str) -> list[str]:
-        return [t.strip() for t in self.page.locator(selector).all_inner_texts()]
-
-    def outputs_text(self) -> str:
-        """The text of every output area of the notebook (errors included)."""
-        sel = f"{self.panel_selector} .jp-OutputArea-output"
-        return "\n---\n".join(t for t in self.texts(sel) if t)
-
-    def screenshot(self, path: str | os.PathLike[str], *, full_page: bool = False) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(p), full_page=full_page)
-        return p
-
-    def _fail(self, message: str) -> None:
-        shot = ""
-        try:
-            n = len(list(self.lab.base.glob("failure-*.png"))) + 1
-            shot = f"\nscreenshot: {self.screenshot(self.lab.base / f'failure-{n}.png')}"
-        except Exception:
-            pass
-        try:
-            outputs = self.outputs_text()
-        except Exception:
-            outputs = "<unreadable>"
-        console = "\n".join(self.console[-20:])
-        raise AssertionError(
-            f"{message}\noutputs:\n{outputs or '<none>'}\nbrowser console (last 20):\n{console}"
-            f"{shot}\nserver log: {self.lab.log_path}"
-        )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend.helpers import wait_until
 from ts_notebook import launcher
 from ts_notebook.launcher import BackendInfo, Failed, LaunchSpec, Reused, Started, TimedOut
 
@@ -59,7 +60,7 @@ def test_a_backend_that_hangs_times_out_and_is_stopped(tmp_path: Path) -> None:
     outcome = launcher.start(LaunchSpec(tmp_path), argv=stub(code), timeout=1.5)
     assert isinstance(outcome, TimedOut) and outcome.seconds == 1.5
     pid = int(marker.read_text())
-    assert not launcher._alive(pid)
+    assert not launcher.is_alive(pid)
 
 
 def test_busy_port_names_the_process_that_holds_it(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_start_then_reuse_then_stop(real: LaunchSpec) -> None:
     second = launcher.start(real)
     assert isinstance(second, Reused) and second.info.pid == first.info.pid
     assert launcher.stop(first.info)
-    assert not launcher._alive(first.info.pid)
+    assert not launcher.is_alive(first.info.pid)
     assert launcher.find(real) is None
 
 
@@ -105,7 +106,7 @@ def test_reuse_skips_a_dead_instance(real: LaunchSpec) -> None:
     assert isinstance(first, Started)
     os.kill(first.info.pid, signal.SIGKILL)  # its record stays behind, stale
     deadline = time.monotonic() + 10
-    while launcher._alive(first.info.pid) and time.monotonic() < deadline:
+    while launcher.is_alive(first.info.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     again = launcher.start(real)
     assert isinstance(again, Started) and again.info.pid != first.info.pid
@@ -123,29 +124,36 @@ def test_backend_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as kernel:
         assert kernel.stdout is not None
         backend_pid = int(kernel.stdout.readline())
-        assert launcher._alive(backend_pid)
+        assert launcher.is_alive(backend_pid)
         kernel.kill()
     deadline = time.monotonic() + 15
-    while launcher._alive(backend_pid) and time.monotonic() < deadline:
+    while launcher.is_alive(backend_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not launcher._alive(backend_pid)
+    assert not launcher.is_alive(backend_pid)
 
 
 def test_detached_backend_survives_its_parent(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
+    """The parent starts an attached and a detached backend, then exits. Once the attached one has
+    noticed and exited (its parent check ran after the parent was gone), the detached one still serves."""
+    attached, detached = LaunchSpec(tmp_path / "attached"), LaunchSpec(tmp_path / "detached", detach=True)
+    for spec in (attached, detached):
+        spec.model_store.mkdir()  # type: ignore[union-attr]
     code = (
         "from pathlib import Path; from ts_notebook import launcher; "
-        f"o = launcher.start(launcher.LaunchSpec(Path({str(store)!r}), detach=True)); print(o.info.pid)"
+        f"a = launcher.start(launcher.LaunchSpec(Path({str(attached.model_store)!r}))); "
+        f"d = launcher.start(launcher.LaunchSpec(Path({str(detached.model_store)!r}), detach=True)); "
+        "print(a.info.pid, d.info.pid)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
-    pid = int(out.stdout.strip())
+    attached_pid, pid = map(int, out.stdout.split())
     try:
-        time.sleep(1.5)  # longer than the backend's parent check interval; it must still be there
-        assert launcher._alive(pid)
-        info = launcher.find(LaunchSpec(store, detach=True))
+        wait_until(lambda: not launcher.is_alive(attached_pid), 15, "the attached backend to follow its parent")
+        assert launcher.is_alive(pid)
+        info = launcher.find(detached)
         assert info is not None and info.pid == pid
+        assert info.client().ping()
     finally:
-        found = BackendInfo.read(launcher.records_dir() / LaunchSpec(store, detach=True).key())
-        if found is not None:
-            launcher.stop(found)
+        for spec in (attached, detached):
+            found = BackendInfo.read(launcher.records_dir() / spec.key())
+            if found is not None:
+                launcher.stop(found)

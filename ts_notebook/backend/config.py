@@ -36,6 +36,10 @@ class Config:
     gpus: list[int] | None = None  # None: every GPU the zygote sees
     run_dir: Path = field(default_factory=lambda: Path.cwd())
     parent_pid: int | None = None
+    # Our own keys: how many served requests per model are kept for replay, and the body bytes kept
+    # per request (a longer body is kept cut, marked so, and replays cut).
+    ts_notebook_replay_count: int = 200
+    ts_notebook_replay_body_bytes: int = 1 << 20
 
     @staticmethod
     def host_port(address: str) -> tuple[str, int]:
@@ -68,6 +72,8 @@ _INT_KEYS = (
     "max_request_size",
     "max_response_size",
     "default_response_timeout",
+    "ts_notebook_replay_count",
+    "ts_notebook_replay_body_bytes",
 )
 _STR_KEYS = ("inference_address", "management_address", "metrics_address")
 

@@ -33,7 +33,8 @@ def json_response(payload: Any, status: int = 200, request_id: str | None = None
 
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
-    response = json_response({"code": error.code, "type": error.kind, "message": error.message}, error.code, request_id)
+    body = {"code": error.code, "type": error.kind, "message": error.message, **getattr(error, "extra", {})}
+    response = json_response(body, error.code, request_id)
     response.force_close()  # TorchServe closes the connection after every error
     return response
 

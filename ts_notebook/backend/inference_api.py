@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ts_notebook.backend.dispatcher import Job
 from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response
-from ts_notebook.backend.pool import Job
+from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
 from ts_notebook.handler.payload import Request, make_request
 
@@ -80,7 +81,7 @@ def routes(backend: Backend) -> list[web.RouteDef]:
 
 
 def _health(backend: Backend) -> web.Response:
-    if backend.registry.healthy():
+    if backend.healthy():
         return json_response({"status": "Healthy"})
     return json_response({"status": "Unhealthy"}, 500)
 
@@ -106,55 +107,101 @@ async def predict(
     request_id = str(uuid.uuid4())
     body = await request.read()
     mv = backend.registry.get(name, version)
-    if mv.target_workers == 0 and not any(w.status in ("READY", "BUSY") for w in mv.workers.values()):
+    dispatcher = backend.dispatcher(mv)
+    if not dispatcher.accepting():
         raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
     shaped = _shape(request, body, explain, url_path)
-    job = Job(request_id, shaped.row, shaped.headers, asyncio.get_running_loop().create_future())
     try:
-        mv.queue.put_nowait(job)
+        job = dispatcher.submit(request_id, shaped.row, shaped.headers)
     except asyncio.QueueFull:
         raise no_worker(name) from None
     try:
-        result, stream = await _answer(request, job, request_id)
+        answer, stream = await _answer(request, job, request_id)
     except asyncio.CancelledError:
         job.future.cancel()
         raise
     latency = time.perf_counter() - start
-    queue_s = max(0.0, (job.started or start) - job.enqueued)
-    label = version or "default"
     if stream is not None:  # the handler streamed: the final answer is the last chunk
-        final = result.get("body", b"") if "error" not in result else str(result["error"]["message"]).encode()
+        final = answer.response.body if answer.response else str(answer.error.message if answer.error else "").encode()
         await stream.write(final)
         await stream.write_eof()
         response: web.StreamResponse = stream
         status, sent = stream.status, final
-    elif "error" in result:
-        error = ApiError(int(result["error"]["code"]), "InternalServerException", str(result["error"]["message"]))
+    elif answer.error is not None:
+        error = ApiError(answer.error.code, "InternalServerException", answer.error.message)
         response = error_response(error, request_id)
         status, sent = error.code, error.message.encode()
     else:
-        response = _success(result, request_id)
-        status, sent = int(result["status"]), result["body"]
-    backend.metrics.request_done(name, label, status, latency, queue_s)
+        assert answer.response is not None
+        response = _success(answer.response, request_id)
+        status, sent = answer.response.status, answer.response.body
+    backend.metrics.request_done(name, version or "default", status, latency, answer.queue_seconds)
+    _record(backend, mv.name, mv.version, request, request_id, shaped, answer, status, sent, latency)
+    return response
+
+
+def _stages_ms(answer: Answer, latency: float) -> dict[str, float]:
+    """Where the request's time went, in ms: queue, the trip to the worker and back, each handler stage."""
+    out = {"queue": answer.queue_seconds * 1000, "transport": answer.transport_seconds * 1000}
+    out.update({stage: seconds * 1000 for stage, seconds in answer.stages.items()})
+    out["latency"] = latency * 1000
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def _record(
+    backend: Backend,
+    name: str,
+    version: str,
+    request: web.Request,
+    request_id: str,
+    shaped: Request,
+    answer: Answer,
+    status: int,
+    sent: bytes,
+    latency: float,
+) -> None:
+    """The request in the notebook's event record and in the replay ring."""
+    stages = _stages_ms(answer, latency)
+    common = {
+        "version": version,
+        "status": status,
+        "latency_ms": stages["latency"],
+        "queue_ms": stages["queue"],
+        "worker": answer.worker,
+        "gen_id": answer.gen_id,
+        "batch_id": answer.batch_id,
+        "batch_size": answer.batch_size,
+        "stages_ms": stages,
+    }
     backend.events.add(
         "request",
         model=name,
-        version=mv.version,
         request_id=request_id,
-        status=status,
-        latency_ms=round(latency * 1000, 3),
-        queue_ms=round(queue_s * 1000, 3),
-        worker=result.get("worker"),
         data=preview(shaped.row),
         headers=preview(shaped.headers, 500),
         response=_body_preview(sent),
         method=request.method,
         path=request.path,
+        **common,
     )
-    return response
+    error = answer.error
+    backend.requests.add(
+        name,
+        {
+            "id": request_id,
+            **common,
+            "context": answer.context,
+            "error": {"code": error.code, "message": error.message, "traceback": error.traceback, "where": error.where}
+            if error
+            else None,
+            "response": _body_preview(sent),
+        },
+        shaped.row,
+        shaped.headers,
+    )
 
 
-async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[dict[str, Any], web.StreamResponse | None]:
+async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[Answer, web.StreamResponse | None]:
     """Wait for the final answer; intermediate chunks (``send_intermediate_predict_response``)
     are streamed to the client as they come, with chunked encoding, as TorchServe does."""
     stream: web.StreamResponse | None = None
@@ -188,18 +235,16 @@ async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[dict
     return job.future.result(), stream
 
 
-def _success(result: dict[str, Any], request_id: str) -> web.Response:
-    handler_headers = dict(result.get("headers") or {})
+def _success(result: Response, request_id: str) -> web.Response:
+    handler_headers = dict(result.headers)
     # The handler's own Content-Type wins, however it spelled the header name.
     set_by_handler = [k for k in handler_headers if k.lower() == "content-type"]
     content_type = handler_headers.pop(set_by_handler[-1]) if set_by_handler else None
     for key in set_by_handler[:-1]:
         handler_headers.pop(key)
-    content_type = content_type or result.get("content_type") or "application/octet-stream"
+    content_type = content_type or result.content_type or "application/octet-stream"
     headers = {**NO_CACHE, "x-request-id": request_id, **handler_headers, "Content-Type": content_type}
-    return web.Response(
-        body=result["body"], status=int(result["status"]), reason=result.get("phrase") or None, headers=headers
-    )
+    return web.Response(body=result.body, status=int(result.status), reason=result.phrase or None, headers=headers)
 
 
 def _body_preview(body: bytes, limit: int = 2000) -> str:

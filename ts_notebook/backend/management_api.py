@@ -7,22 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
-from ts_notebook.backend.pool import WorkerLoadError
-from ts_notebook.backend.registry import ApiError, ModelVersion
+from ts_notebook.backend.notebook_api import NotebookApi, int_param
+from ts_notebook.backend.registry import ApiError
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
 
 
-def _int(request: web.Request, key: str) -> int | None:
-    raw = request.query.get(key)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ApiError(400, "BadRequestException", f"Parameter {key} must be a whole number, got {raw!r}.") from exc
+_int = int_param
 
 
 def _bool(request: web.Request, key: str, default: bool) -> bool:
@@ -69,7 +63,7 @@ class ManagementApi:
             if (v := _int(request, key)) is not None
         }
         mv = self.backend.load_model(url, request.query.get("model_name"), overrides)
-        self.registry.add(mv)
+        await self.backend.register(mv)
         initial = _int(request, "initial_workers")
         if initial is None:
             initial = mv.yaml_config.get("minWorkers", 0) if isinstance(mv.yaml_config.get("minWorkers"), int) else 0
@@ -95,8 +89,10 @@ class ManagementApi:
         name, version = request.match_info["model"], request.match_info.get("version")
         if version == "all":
             self.registry.get(name)
-            return json_response([mv.describe() for mv in self.registry.models[name].values()])
-        return json_response([self.registry.get(name, version).describe()])
+            versions = list(self.registry.models[name].values())
+        else:
+            versions = [self.registry.get(name, version)]
+        return json_response([mv.describe(self.backend.dispatcher(mv).snapshot()) for mv in versions])
 
     async def scale(self, request: web.Request) -> web.Response:
         mv = self.registry.get(request.match_info["model"], request.match_info.get("version"))
@@ -133,19 +129,6 @@ class ManagementApi:
         await self.backend.retire(mv)
         return json_response({"status": f'Model "{mv.name}" unregistered'})
 
-    async def events(self, request: web.Request) -> web.Response:
-        return json_response(
-            self.backend.events.since(
-                _int(request, "since") or 0,
-                model=request.query.get("model"),
-                kind=request.query.get("kind"),
-                limit=_int(request, "limit") or 500,
-            )
-        )
-
-    async def workers(self, request: web.Request) -> web.Response:
-        return json_response([_worker_view(mv) for mv in self.registry.all_versions()])
-
     def routes(self) -> list[web.RouteDef]:
         return [
             web.route("*", "/", self.root),
@@ -158,33 +141,12 @@ class ManagementApi:
             web.put("/models/{model}/{version}/set-default", self.set_default),
             web.delete("/models/{model}", self.unregister),
             web.delete("/models/{model}/{version}", self.unregister),
-            web.get("/ts_notebook/events", self.events),
-            web.get("/ts_notebook/workers", self.workers),
+            *NotebookApi(self.backend).routes(),
         ]
 
 
 def routes(backend: Backend) -> list[web.RouteDef]:
     return ManagementApi(backend).routes()
-
-
-def _worker_view(mv: ModelVersion) -> dict[str, Any]:
-    """What each worker really received: its system_properties and manifest, as reported by the worker."""
-    return {
-        "modelName": mv.name,
-        "modelVersion": mv.version,
-        "workers": [
-            {
-                "id": w.worker_id,
-                "pid": w.pid,
-                "status": w.status,
-                "gpu_id": w.gpu_id,
-                "threads": w.threads,
-                "system_properties": w.system_properties,
-                "manifest": w.manifest,
-            }
-            for w in mv.workers.values()
-        ],
-    }
 
 
 __all__ = ["routes"]

@@ -1,5 +1,6 @@
-"""Framing between the backend and its zygote and workers: a 4-byte big-endian length, then a
-pickled dict. Both ends are our own processes, started by the same user, on a private socket."""
+"""Framing between the backend and its zygote and workers: a 4-byte big-endian length, then one
+pickled message of ``messages``. Both ends are our own processes, started by the same user, on a
+private socket."""
 
 from __future__ import annotations
 
@@ -7,18 +8,17 @@ import asyncio
 import pickle
 import socket
 import struct
-from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 31
 
 
-def encode(message: dict[str, Any]) -> bytes:
+def encode(message: object) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(data)) + data
 
 
-def send(sock: socket.socket, message: dict[str, Any]) -> None:
+def send(sock: socket.socket, message: object) -> None:
     sock.sendall(encode(message))
 
 
@@ -32,7 +32,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(chunks)
 
 
-def recv(sock: socket.socket) -> dict[str, Any] | None:
+def recv(sock: socket.socket) -> object | None:
     """The next message, or None when the other end closed the socket."""
     head = _recv_exact(sock, HEADER.size)
     if head is None:
@@ -41,11 +41,11 @@ def recv(sock: socket.socket) -> dict[str, Any] | None:
     body = _recv_exact(sock, size)
     if body is None:
         return None
-    message: dict[str, Any] = pickle.loads(body)
+    message: object = pickle.loads(body)
     return message
 
 
-async def read(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+async def read(reader: asyncio.StreamReader) -> object | None:
     """The next message from an asyncio stream, or None at end of stream."""
     try:
         head = await reader.readexactly(HEADER.size)
@@ -53,5 +53,5 @@ async def read(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         body = await reader.readexactly(size)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    message: dict[str, Any] = pickle.loads(body)
+    message: object = pickle.loads(body)
     return message

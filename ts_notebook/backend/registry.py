@@ -1,24 +1,20 @@
-"""Registered models: versions, the default version, settings from ``model-config.yaml`` and the
-API, and registration from the model store or a local path (URLs only if ``allowed_urls`` match)."""
+"""Registered models: names, versions, the default version, settings from ``model-config.yaml`` and
+the API, and registration from the model store or a local path (URLs only if ``allowed_urls``
+match). The registry never sees workers: each version's serving state is its dispatcher's."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from ts_notebook.archive.extract import extract_cached
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.errors import TsNotebookError
-
-if TYPE_CHECKING:
-    from ts_notebook.backend.pool import Job, WorkerHandle
 
 
 class ApiError(Exception):
@@ -86,17 +82,10 @@ class ModelVersion:
     yaml_config: dict[str, Any]
     settings: Settings
     loaded_at_startup: bool = False
-    target_workers: int = 0
     removed: bool = False
-    below_min_since: float | None = field(default_factory=time.monotonic)  # no worker yet at registration
-    workers: dict[str, WorkerHandle] = field(default_factory=dict)
-    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
 
-    @property
-    def handler(self) -> str:
-        return str(self.manifest.get("model", {}).get("handler", ""))
-
-    def describe(self) -> dict[str, Any]:
+    def describe(self, serving: dict[str, Any]) -> dict[str, Any]:
+        """TorchServe's describe entry, with the workers and queue from the dispatcher's snapshot."""
         s = self.settings
         return {
             "modelName": self.name,
@@ -123,10 +112,10 @@ class ModelVersion:
             "maxNumSequence": 0,
             "maxSequenceJobQueueSize": 0,
             "loadedAtStartup": self.loaded_at_startup,
-            "workers": [w.describe() for w in self.workers.values()],
+            "workers": serving["workers"],
             "jobQueueStatus": {
-                "remainingCapacity": max(0, s.job_queue_size - self.queue.qsize()),
-                "pendingRequests": self.queue.qsize(),
+                "remainingCapacity": max(0, s.job_queue_size - serving["queue"]),
+                "pendingRequests": serving["queue"],
             },
         }
 
@@ -196,9 +185,7 @@ class Registry:
         settings = Settings.from_yaml(yaml_config, default_response_timeout, job_queue_size)
         for attr, value in settings_overrides.items():
             setattr(settings, attr, value)
-        mv = ModelVersion(name, version, url, model_dir, manifest, yaml_config, settings)
-        mv.queue = asyncio.Queue(maxsize=max(1, settings.job_queue_size))
-        return mv
+        return ModelVersion(name, version, url, model_dir, manifest, yaml_config, settings)
 
     def add(self, mv: ModelVersion) -> None:
         versions = self.models.setdefault(mv.name, {})
@@ -231,22 +218,6 @@ class Registry:
         elif self.defaults[name] == mv.version:
             self.defaults[name] = next(iter(versions))
         return mv
-
-    def healthy(self) -> bool:
-        """TorchServe's /ping rule: Unhealthy once a model's default version has had fewer live workers
-        than its minWorkers for longer than its maxRetryTimeoutInSec."""
-        now = time.monotonic()
-        ok = True
-        for name, version in self.defaults.items():
-            mv = self.models[name][version]
-            live = sum(1 for w in mv.workers.values() if w.status in ("READY", "BUSY"))
-            if live >= mv.settings.min_workers:
-                mv.below_min_since = None
-            elif mv.below_min_since is None:
-                mv.below_min_since = now
-            elif now - mv.below_min_since > mv.settings.max_retry_timeout:
-                ok = False
-        return ok
 
     def all_versions(self) -> list[ModelVersion]:
         return [mv for versions in self.models.values() for mv in versions.values()]

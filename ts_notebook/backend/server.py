@@ -17,12 +17,15 @@ from aiohttp import web
 from ts_notebook import __version__
 from ts_notebook.backend import inference_api, management_api
 from ts_notebook.backend.config import Config
+from ts_notebook.backend.dispatcher import Dispatcher
 from ts_notebook.backend.events import EventLog
+from ts_notebook.backend.generations import read_generation
 from ts_notebook.backend.httpkit import Keys, api_errors, token_check
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.metrics import Metrics
 from ts_notebook.backend.pool import WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
+from ts_notebook.backend.replay import RequestRing
 
 
 class Backend:
@@ -35,7 +38,9 @@ class Backend:
         self.metrics = Metrics()
         self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
         self.zygote = zygote or Zygote(self.run_dir)
-        self.pool = WorkerPool(self.run_dir, self.zygote, self._on_event, config.gpus)
+        self.pool = WorkerPool(self.run_dir, self.zygote, self._on_event, config.gpus, self._planned)
+        self.dispatchers: dict[tuple[str, str], Dispatcher] = {}
+        self.requests = RequestRing(config.ts_notebook_replay_count, config.ts_notebook_replay_body_bytes)
         self.keys: Keys | None = None
         self.addresses: dict[str, str] = {}
         self._runners: list[web.AppRunner] = []
@@ -74,6 +79,11 @@ class Backend:
                 "/models/{model_name}/{model_version}/set-default",
                 "/ts_notebook/events",
                 "/ts_notebook/workers",
+                "/ts_notebook/requests",
+                "/ts_notebook/requests/{request_id}",
+                "/ts_notebook/timings",
+                "/ts_notebook/models/{model_name}/reload",
+                "/ts_notebook/models/{model_name}/handler",
             ],
         }[which]
         return {
@@ -91,34 +101,47 @@ class Backend:
             job_queue_size=self.config.job_queue_size,
         )
 
+    async def register(self, mv: ModelVersion) -> Dispatcher:
+        """Add ``mv`` to the registry with a dispatcher serving its archive's generation (no workers yet).
+
+        Raises:
+            ApiError: 409 when that version is registered already.
+        """
+        self.registry.add(mv)
+        try:
+            generation = await asyncio.to_thread(read_generation, mv.model_dir)  # hashes every file: off the loop
+        except BaseException:
+            self.registry.remove(mv.name, mv.version)
+            raise
+        dispatcher = Dispatcher(mv, generation, self.pool, self._on_event)
+        self.dispatchers[(mv.name, mv.version)] = dispatcher
+        return dispatcher
+
+    def dispatcher(self, mv: ModelVersion) -> Dispatcher:
+        return self.dispatchers[(mv.name, mv.version)]
+
+    def _planned(self) -> int:
+        """How many workers all models are meant to have (what the cores are shared among)."""
+        return sum(max(d.target, d.live_count()) for d in self.dispatchers.values())
+
     async def scale(self, mv: ModelVersion, target: int) -> None:
         """Bring ``mv`` to ``target`` workers: fork new ones in parallel, or drain the extra ones."""
-        mv.target_workers = target
-        self.pool.targets[id(mv)] = mv
-        live = [w for w in mv.workers.values() if w.status in ("STARTING", "READY", "BUSY")]
-        try:
-            if len(live) < target:
-                results = await asyncio.gather(
-                    *(self.pool.add_worker(mv) for _ in range(target - len(live))), return_exceptions=True
-                )
-                errors = [r for r in results if isinstance(r, BaseException)]
-                if errors:
-                    mv.target_workers = len(mv.workers)
-                    raise errors[0]
-            for worker in live[target:]:
-                await self.pool.stop_worker(worker)
-        finally:
-            self.pool.rebalance()
+        await self.dispatcher(mv).scale(target)
 
     async def retire(self, mv: ModelVersion) -> None:
-        mv.target_workers = 0
-        self.pool.targets.pop(id(mv), None)
-        for worker in list(mv.workers.values()):
-            await self.pool.stop_worker(worker)
-        while not mv.queue.empty():
-            job = mv.queue.get_nowait()
-            if not job.future.done():
-                job.future.set_result({"error": {"code": 404, "message": f"Model not found: {mv.name}"}})
+        dispatcher = self.dispatchers.pop((mv.name, mv.version), None)
+        if dispatcher is not None:
+            await dispatcher.retire()
+            await dispatcher.close()
+        if mv.name not in self.registry.models:
+            self.requests.forget(mv.name)
+
+    def healthy(self) -> bool:
+        """TorchServe's /ping rule: Unhealthy once a model's default version has had fewer live workers
+        than its minWorkers for longer than its maxRetryTimeoutInSec."""
+        now = time.monotonic()
+        results = [self.dispatcher(self.registry.get(name)).healthy(now) for name in self.registry.defaults]
+        return all(results)
 
     async def _serve(self, name: str, address: str, routes: list[web.RouteDef], key: str | None) -> None:
         middlewares: list[Any] = [api_errors(), token_check(key, open_paths=("/api-description",))]
@@ -174,7 +197,7 @@ class Backend:
             try:
                 mv = self.load_model(url, name or None, {})
                 mv.loaded_at_startup = True
-                self.registry.add(mv)
+                await self.register(mv)
                 count = mv.yaml_config.get("minWorkers")
                 count = count if isinstance(count, int) else self.config.default_workers_per_model
                 mv.settings.min_workers = mv.settings.max_workers = count
@@ -204,6 +227,8 @@ class Backend:
         for runner in self._runners:
             await runner.cleanup()
         await self.pool.close()
+        for dispatcher in self.dispatchers.values():
+            await dispatcher.close()
         await self.zygote.stop()
         for name in ("zygote.sock", "workers.sock"):
             (self.run_dir / name).unlink(missing_ok=True)

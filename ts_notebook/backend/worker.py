@@ -11,6 +11,7 @@ forwarded to the backend with the worker and request id; the traceback goes ther
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -18,11 +19,32 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ts_notebook.backend import protocol
+from ts_notebook.backend.messages import (
+    ErrorInfo,
+    Generation,
+    Hello,
+    Intermediate,
+    Loaded,
+    LoadFailure,
+    Log,
+    Predict,
+    Response,
+    Result,
+    SetThreads,
+    Stop,
+    SwapCode,
+    Swapped,
+    WorkerSpec,
+)
+
+STAGES = ("preprocess", "inference", "postprocess")
 
 
 class _Forward(io.TextIOBase):
@@ -88,14 +110,23 @@ class Worker:
         self.request_id: str | None = None
         self._lock = threading.Lock()
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: object) -> None:
         with self._lock:
             protocol.send(self.sock, message)
 
     def log(self, level: str, message: str, source: str) -> None:
-        message_ = {"op": "log", "level": level, "message": message, "source": source, "request_id": self.request_id}
         with contextlib.suppress(OSError):  # the backend is gone; the worker notices on its next read
-            self.send(message_)
+            self.send(Log(level, message, source, self.request_id))
+
+
+@dataclass
+class Served:
+    """What this worker runs: the handler's entry point, its Context, and their generation."""
+
+    entry: Any
+    context: Any
+    generation: Generation
+    stages: dict[str, float] = field(default_factory=dict)  # the running batch's stage times
 
 
 def _limit_threads(threads: int) -> None:
@@ -107,69 +138,131 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run(sock_path: str, spec: dict[str, Any]) -> int:
+def run(sock_path: str, spec: WorkerSpec) -> int:
     """Entry point in the forked child; returns the exit code."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(sock_path)
-    worker = Worker(sock, spec["worker_id"])
-    worker.send({"op": "hello", "worker_id": spec["worker_id"], "pid": os.getpid()})
+    worker = Worker(sock, spec.worker_id)
+    worker.send(Hello(spec.worker_id, os.getpid()))
     sys.stdout = _Forward(worker, "stdout")
     sys.stderr = _Forward(worker, "stderr")
     logging.basicConfig(level=logging.INFO, handlers=[_LogHandler(worker)], force=True)
-    _limit_threads(int(spec.get("threads", 1)))
-    loaded = _load(worker, spec)
-    if loaded is None:
+    _limit_threads(spec.threads)
+    from ts_notebook.handler import compat
+
+    compat.install()
+    served = _load(worker, spec, spec.generation)
+    if isinstance(served, LoadFailure):
+        worker.send(Loaded(failure=served))
         return 1
-    entry, context = loaded
+    worker.send(Loaded(dict(served.context.system_properties), served.context.manifest))
     while True:
         message = protocol.recv(sock)
-        if message is None or message.get("op") == "stop":
+        if message is None or isinstance(message, Stop):
             return 0
-        if message.get("op") == "predict":
-            worker.send(_predict(worker, entry, context, message))
-        elif message.get("op") == "threads":  # the backend re-shared the cores among its workers
-            _limit_threads(int(message["n"]))
+        if isinstance(message, Predict):
+            worker.send(_predict(worker, served, message))
+        elif isinstance(message, SwapCode):
+            served = _swap(worker, served, message.generation)
+        elif isinstance(message, SetThreads):  # the backend re-shared the cores among its workers
+            _limit_threads(message.n)
 
 
-def _load(worker: Worker, spec: dict[str, Any]) -> tuple[Any, Any] | None:
-    from ts_notebook.handler import compat
-    from ts_notebook.handler.context import Context
-    from ts_notebook.handler.load import import_handler_module, locate, resolve_entry_point
-
-    model_dir = Path(spec["model_dir"])
+def _enter(generation: Generation, previous: Generation | None = None) -> Path:
+    """Make ``generation``'s model dir the working dir and the first import path, as TorchServe does."""
+    model_dir = Path(generation.model_dir)
     os.chdir(model_dir)
+    if previous is not None:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(previous.model_dir)
     sys.path.insert(0, str(model_dir))
-    compat.install()
+    return model_dir
+
+
+def _load(worker: Worker, spec: WorkerSpec, generation: Generation) -> Served | LoadFailure:
+    from ts_notebook.handler.context import Context
+    from ts_notebook.handler.load import import_handler_module, resolve_entry_point
+
+    model_dir = _enter(generation)
     context = Context(
-        spec["model_name"],
+        spec.model_name,
         str(model_dir),
-        spec["manifest"],
-        spec["batch_size"],
-        spec["gpu_id"],
-        model_yaml_config=spec.get("model_yaml_config") or {},
+        generation.manifest,
+        spec.batch_size,
+        spec.gpu_id,
+        model_yaml_config=generation.model_yaml_config or {},
     )
     context.intermediate_responses = _Intermediate(worker)  # type: ignore[attr-defined]
     try:
-        entry = resolve_entry_point(spec["handler"], import_handler_module(spec["handler"], model_dir))
+        entry = resolve_entry_point(generation.handler, import_handler_module(generation.handler, model_dir))
         entry.initialize(context)
     except BaseException as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        where = locate(cause, (model_dir,))
-        text = "".join(traceback.format_exception(cause))
-        worker.log("ERROR", f"Failed to load model {spec['model_name']}: {exc}\n{text}", "worker")
-        worker.send(
-            {
-                "op": "loaded",
-                "ok": False,
-                "error": f"{type(cause).__name__}: {exc}",
-                "where": str(where) if where else None,
-            }
-        )
-        return None
-    worker.send(
-        {"op": "loaded", "ok": True, "system_properties": dict(context.system_properties), "manifest": context.manifest}
-    )
-    return entry, context
+        return _load_failure(worker, spec.model_name, exc, model_dir)
+    served = Served(entry, context, generation)
+    time_stages(served)
+    return served
+
+
+def _load_failure(worker: Worker, model_name: str, exc: BaseException, model_dir: Path) -> LoadFailure:
+    from ts_notebook.handler.load import locate
+
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    where = locate(cause, (model_dir,))
+    text = "".join(traceback.format_exception(cause))
+    worker.log("ERROR", f"Failed to load model {model_name}: {exc}\n{text}", "worker")
+    return LoadFailure(f"{type(cause).__name__}: {exc}", str(where) if where else None, text)
+
+
+def time_stages(served: Served) -> None:
+    """Time each stage the handler runs: preprocess / inference / postprocess of a BaseHandler-style
+    class (its ``handle`` calls them through the instance, TorchServe's BaseHandler included), or
+    the whole ``handle`` of a function handler. Costs two clock reads per stage."""
+    entry, stages = served.entry, served.stages
+    if entry.kind == "function":
+        served.entry = dataclasses.replace(entry, handle=_timed("handle", entry.handle, stages))
+        return
+    for name in STAGES:
+        method = getattr(entry.instance, name, None)
+        if callable(method):
+            setattr(entry.instance, name, _timed(name, method, stages))
+
+
+def _timed(name: str, fn: Any, stages: dict[str, float]) -> Any:
+    clock = time.perf_counter
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            stages[name] = stages.get(name, 0.0) + clock() - start
+
+    timed.__wrapped__ = fn  # type: ignore[attr-defined]
+    return timed
+
+
+def _swap(worker: Worker, served: Served, generation: Generation) -> Served:
+    """Run ``generation``'s handler here, keeping the loaded state when that is safe (``hotswap``)."""
+    from ts_notebook.backend.hotswap import swap_in_place
+
+    previous = served.generation
+    model_dir = _enter(generation, previous)
+    outcome = swap_in_place(served.entry, generation, previous, model_dir)
+    if isinstance(outcome, str):  # not safe to keep the state: the backend starts new workers instead
+        _enter(previous, generation)
+        worker.send(Swapped(generation.gen_id, False, reason=outcome))
+        return served
+    if isinstance(outcome, BaseException):
+        _enter(previous, generation)
+        failure = _load_failure(worker, served.context.model_name, outcome, model_dir)
+        worker.send(Swapped(generation.gen_id, False, reason="the new handler did not load", failure=failure))
+        return served
+    served.context.system_properties["model_dir"] = str(model_dir)
+    served.context.manifest = generation.manifest
+    new = Served(outcome, served.context, generation)
+    time_stages(new)
+    worker.send(Swapped(generation.gen_id, True))
+    return new
 
 
 class _Intermediate(list[Any]):
@@ -184,41 +277,53 @@ class _Intermediate(list[Any]):
         for idx, request_id in item["req_id_map"].items():  # one chunk per request of the batch
             value = ret[idx] if isinstance(ret, list) and idx < len(ret) else ret
             body, ctype = encode_output(value)
-            self._worker.send({"op": "intermediate", "request_id": request_id, "body": body, "content_type": ctype})
+            self._worker.send(Intermediate(request_id, body, ctype))
 
 
-def _predict(worker: Worker, entry: Any, context: Any, message: dict[str, Any]) -> dict[str, Any]:
+def _predict(worker: Worker, served: Served, message: Predict) -> Result:
     from ts_notebook.handler.context import RequestProcessor
     from ts_notebook.handler.util import PredictionException
 
-    requests = message["requests"]
-    context.request_ids = {i: r["request_id"] for i, r in enumerate(requests)}
-    context.request_processor = [RequestProcessor(r["headers"]) for r in requests]
+    context, requests = served.context, message.requests
+    context.request_ids = {i: r.request_id for i, r in enumerate(requests)}
+    context.request_processor = [RequestProcessor(r.headers) for r in requests]
     context.metrics.set_request_ids(context.request_ids)
-    data = [r["row"] for r in requests]
-    worker.request_id = requests[0]["request_id"] if len(requests) == 1 else ",".join(r["request_id"] for r in requests)
-    reply: dict[str, Any] = {"op": "result", "batch_id": message["batch_id"]}
+    data = [r.row for r in requests]
+    worker.request_id = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests)
+    served.stages.clear()
+    responses: list[Response] | None = None
+    error: ErrorInfo | None = None
+    start = time.perf_counter()
     try:
-        ret = entry.handle(data, context)
-        reply["responses"] = _responses(ret, len(requests), context)
+        responses = _responses(served.entry.handle(data, context), len(requests), context)
     except PredictionException as exc:
-        reply["error"] = {"code": exc.error_code, "message": exc.message}
+        error = ErrorInfo(exc.error_code, exc.message)
     except _Fail as exc:
-        reply["error"] = {"code": 503, "message": str(exc)}
+        error = ErrorInfo(503, str(exc))
     except BaseException as exc:
-        worker.log("ERROR", "Invoking custom service failed.\n" + "".join(traceback.format_exception(exc)), "worker")
-        reply["error"] = {"code": 503, "message": "Prediction failed"}
+        error = _prediction_failed(worker, exc, Path(served.generation.model_dir))
     finally:
         worker.request_id = None
         sys.stdout.flush()
         sys.stderr.flush()
+    handle_seconds = time.perf_counter() - start
     metrics = getattr(context.metrics, "records", [])
-    reply["metrics"] = [vars(m).copy() for m in metrics]
+    records = [vars(m).copy() for m in metrics]
     metrics.clear()
-    return reply
+    return Result(message.batch_id, responses, error, records, dict(served.stages), handle_seconds)
 
 
-def _responses(ret: Any, n: int, context: Any) -> list[dict[str, Any]] | Any:
+def _prediction_failed(worker: Worker, exc: BaseException, model_dir: Path) -> ErrorInfo:
+    """TorchServe's 503 for the client; the traceback and handler line for the notebook's replay."""
+    from ts_notebook.handler.load import locate
+
+    text = "".join(traceback.format_exception(exc))
+    worker.log("ERROR", "Invoking custom service failed.\n" + text, "worker")
+    where = locate(exc, (model_dir,))
+    return ErrorInfo(503, "Prediction failed", text, str(where) if where else None)
+
+
+def _responses(ret: Any, n: int, context: Any) -> list[Response]:
     if not isinstance(ret, list):
         raise _Fail("Invalid model predict output")
     if len(ret) != n:
@@ -230,8 +335,7 @@ def _responses(ret: Any, n: int, context: Any) -> list[dict[str, Any]] | Any:
         except TypeError as exc:
             raise _Fail(str(exc)) from exc
         status, phrase = context.get_response_status(i)
-        headers = dict(context.get_response_headers(i))
-        out.append({"status": status, "phrase": phrase, "headers": headers, "body": body, "content_type": ctype})
+        out.append(Response(status, phrase, dict(context.get_response_headers(i)), body, ctype))
     return out
 
 

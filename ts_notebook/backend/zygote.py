@@ -12,9 +12,9 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
 
 from ts_notebook.backend import protocol
+from ts_notebook.backend.messages import Exited, Spawn, Spawned, Stop, ZygoteReady
 
 
 def _gpu_count() -> int:
@@ -38,7 +38,7 @@ def _warm_imports() -> None:
     import ts_notebook.handler.base_handler  # noqa: F401
 
 
-def _spawn(control: socket.socket, message: dict[str, Any]) -> int:
+def _spawn(control: socket.socket, message: Spawn) -> int:
     pid = os.fork()
     if pid == 0:  # the worker
         code = 1
@@ -48,7 +48,7 @@ def _spawn(control: socket.socket, message: dict[str, Any]) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             from ts_notebook.backend import worker
 
-            code = worker.run(message["sock_path"], message["spec"])
+            code = worker.run(message.sock_path, message.spec)
         except BaseException:
             import traceback
 
@@ -67,7 +67,7 @@ def _reap(control: socket.socket) -> None:
         if pid == 0:
             return
         code = os.waitstatus_to_exitcode(status)
-        protocol.send(control, {"op": "exited", "pid": pid, "code": code})
+        protocol.send(control, Exited(pid, code))
 
 
 def main(control_path: str) -> int:
@@ -75,18 +75,18 @@ def main(control_path: str) -> int:
     _warm_imports()
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     control.connect(control_path)
-    protocol.send(control, {"op": "ready", "pid": os.getpid(), "gpus": gpus})
+    protocol.send(control, ZygoteReady(os.getpid(), gpus))
     while True:
         readable, _, _ = select.select([control], [], [], 0.2)
         _reap(control)
         if not readable:
             continue
         message = protocol.recv(control)
-        if message is None or message.get("op") == "stop":
+        if message is None or isinstance(message, Stop):
             return 0
-        if message.get("op") == "spawn":
+        if isinstance(message, Spawn):
             pid = _spawn(control, message)
-            protocol.send(control, {"op": "spawned", "worker_id": message["spec"]["worker_id"], "pid": pid})
+            protocol.send(control, Spawned(message.spec.worker_id, pid))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""A worker process as the backend holds it: id, pid, status, generation, connection, in-flight work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ts_notebook.backend.messages import Generation, Loaded, LoadFailure, Result, Swapped, WorkerStatus
+from ts_notebook.errors import BackendError
+
+if TYPE_CHECKING:
+    from ts_notebook.backend.dispatcher import Dispatcher, Job
+
+
+class WorkerDied(Exception):
+    """The worker's process ended while a batch or a swap waited for it."""
+
+
+class WorkerLoadError(BackendError):
+    """A worker could not load its model; ``failure`` has the handler's own error, line and traceback."""
+
+    def __init__(self, message: str, failure: LoadFailure | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """A worker process: its id (TorchServe-style, from 9000), pid, state, generation and connection."""
+
+    worker_id: str
+    owner: Dispatcher
+    generation: Generation
+    gpu_id: int | None
+    threads: int
+    pid: int = -1
+    status: WorkerStatus = WorkerStatus.STARTING
+    started_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+    writer: asyncio.StreamWriter | None = None
+    loaded: asyncio.Future[Loaded] | None = None
+    swapped: asyncio.Future[Swapped] | None = None
+    pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)
+    inflight: dict[str, Job] = field(default_factory=dict)  # the running batch's jobs, by request id
+    system_properties: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    loop_task: asyncio.Task[None] | None = None
+    exit_code: int | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    drain: asyncio.Event = field(default_factory=asyncio.Event)  # set: take no new work, stop after the batch
+
+    def describe(self) -> dict[str, Any]:
+        """The worker as TorchServe's describe API shows it."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started_at))
+        millis = int((self.started_at % 1) * 1000)
+        return {
+            "id": self.worker_id,
+            "startTime": f"{stamp}.{millis:03d}Z",
+            "status": "READY" if self.status.live else "UNLOADING",
+            "memoryUsage": rss(self.pid),
+            "pid": self.pid,
+            "gpu": self.gpu_id is not None,
+            "gpuUsage": "N/A",
+        }
+
+    def view(self) -> dict[str, Any]:
+        """The notebook's view: what the worker really received and which code it runs."""
+        return {
+            "id": self.worker_id,
+            "pid": self.pid,
+            "status": self.status.value,
+            "generation": self.generation.gen_id,
+            "gpu_id": self.gpu_id,
+            "threads": self.threads,
+            "system_properties": self.system_properties,
+            "manifest": self.manifest,
+        }
+
+    def kill(self) -> None:
+        if self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def fail_pending(self, message: str) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(WorkerDied(message))
+        self.pending.clear()
+        if self.swapped is not None and not self.swapped.done():
+            self.swapped.set_exception(WorkerDied(message))
+
+
+def rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,177 @@
+"""The management port's ``/ts_notebook/...`` endpoints, for the notebook and its dashboard: the event
+record, what each worker really received, served requests for replay, per-stage timings, and hot
+reloads (from a rebuilt archive, or with a handler cell's new code)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ts_notebook.archive.extract import extract_cached
+from ts_notebook.backend.dispatcher import SwapReport
+from ts_notebook.backend.generations import only_handler_changed, read_generation, with_handler
+from ts_notebook.backend.handle import WorkerLoadError
+from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
+from ts_notebook.backend.messages import Generation
+from ts_notebook.backend.registry import ApiError, ModelVersion
+from ts_notebook.errors import TsNotebookError
+
+if TYPE_CHECKING:
+    from ts_notebook.backend.server import Backend
+
+_HANDLER_FILE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
+MAX_HANDLER_BYTES = 1 << 20
+
+
+def int_param(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequestException", f"Parameter {key} must be a whole number, got {raw!r}.") from exc
+
+
+class NotebookApi:
+    """The ``/ts_notebook/`` endpoints of one backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def events(self, request: web.Request) -> web.Response:
+        return json_response(
+            self.backend.events.since(
+                int_param(request, "since") or 0,
+                model=request.query.get("model"),
+                kind=request.query.get("kind"),
+                limit=int_param(request, "limit") or 500,
+            )
+        )
+
+    async def workers(self, request: web.Request) -> web.Response:
+        views = []
+        for mv in self.backend.registry.all_versions():
+            snapshot = self.backend.dispatcher(mv).snapshot()
+            views.append(
+                {
+                    "modelName": mv.name,
+                    "modelVersion": mv.version,
+                    "generation": snapshot["generation"],
+                    "workers": snapshot["views"],
+                }
+            )
+        return json_response(views)
+
+    async def requests(self, request: web.Request) -> web.Response:
+        failed = request.query.get("failed", "false").lower() == "true"
+        limit = int_param(request, "limit") or 50
+        return json_response(self.backend.requests.summaries(request.query.get("model"), failed, limit))
+
+    async def request(self, request: web.Request) -> web.Response:
+        request_id = request.match_info["request_id"]
+        record = self.backend.requests.get(request_id)
+        if record is None:
+            raise ApiError(
+                404,
+                "RequestNotFoundException",
+                f"No served request {request_id} is kept (the ring keeps the last "
+                f"{self.backend.requests.count} per model; ts_notebook_replay_count sets it)",
+            )
+        return json_response(record)
+
+    async def timings(self, request: web.Request) -> web.Response:
+        return json_response(self.backend.requests.timings(request.query.get("model")))
+
+    def _version(self, request: web.Request) -> ModelVersion:
+        if not self.backend.config.enable_model_api:
+            raise NOT_ALLOWED
+        return self.backend.registry.get(request.match_info["model"], request.query.get("version") or None)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Serve a rebuilt archive (``url``, default the model's own) with zero failed requests."""
+        mv = self._version(request)
+        source = self.backend.registry.resolve_source(request.query.get("url") or mv.url)
+        try:
+            model_dir = await asyncio.to_thread(extract_cached, source, self.backend.registry.cache)
+        except TsNotebookError as exc:
+            raise ApiError(400, "ModelException", str(exc)) from exc
+        generation = await asyncio.to_thread(read_generation, model_dir)
+        return await self._swap(mv, generation)
+
+    async def handler(self, request: web.Request) -> web.Response:
+        """Serve the model's current files with this handler code (the body) as ``filename``."""
+        mv = self._version(request)
+        filename = request.query.get("filename", "")
+        if not _HANDLER_FILE.fullmatch(filename):
+            raise ApiError(
+                400, "BadRequestException", f"filename {filename!r}: give a Python file name, e.g. handler.py"
+            )
+        body = await request.read()
+        if len(body) > MAX_HANDLER_BYTES:
+            raise ApiError(413, "BadRequestException", f"handler code over {MAX_HANDLER_BYTES} bytes")
+        try:
+            source = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "BadRequestException", f"handler code is not UTF-8: {exc}") from exc
+        base = self.backend.dispatcher(mv).generation
+        folder = self.backend.run_dir / "generations" / hashlib.sha256(mv.name.encode()).hexdigest()[:16]
+        generation = await asyncio.to_thread(with_handler, base, source, filename, folder)
+        return await self._swap(mv, generation)
+
+    async def _swap(self, mv: ModelVersion, generation: Generation) -> web.Response:
+        dispatcher = self.backend.dispatcher(mv)
+        in_place = await asyncio.to_thread(only_handler_changed, dispatcher.generation, generation)
+        try:
+            report = await dispatcher.swap(generation, in_place=in_place)
+        except WorkerLoadError as exc:
+            failure = exc.failure
+            raise _ReloadFailed(
+                f"The new handler for model {mv.name} version {mv.version} did not load: {exc}. "
+                f"Generation {dispatcher.generation.gen_id} keeps serving.",
+                failure.traceback if failure else "",
+                failure.where if failure else None,
+            ) from exc
+        return json_response(_report_body(mv, report))
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/ts_notebook/events", self.events),
+            web.get("/ts_notebook/workers", self.workers),
+            web.get("/ts_notebook/requests", self.requests),
+            web.get("/ts_notebook/requests/{request_id}", self.request),
+            web.get("/ts_notebook/timings", self.timings),
+            web.post("/ts_notebook/models/{model}/reload", self.reload),
+            web.post("/ts_notebook/models/{model}/handler", self.handler),
+        ]
+
+
+class _ReloadFailed(ApiError):
+    """A reload whose new code did not load: TorchServe's error shape plus the handler line and traceback."""
+
+    def __init__(self, message: str, traceback: str, where: str | None) -> None:
+        super().__init__(500, "ReloadFailedException", message)
+        self.extra = {"where": where, "traceback": traceback}
+
+
+def _report_body(mv: ModelVersion, report: SwapReport) -> dict[str, Any]:
+    how = {
+        "unchanged": "already served it",
+        "no-workers": "has no workers: new ones will run it",
+        "in-place": "swapped the code in place, keeping the loaded model",
+        "blue-green": "started new workers, then moved traffic",
+    }[report.mode]
+    return {
+        "status": f'Model "{mv.name}" version {mv.version} now serves generation {report.gen_id}: {how} '
+        f"({report.workers} workers, {report.seconds:.3f} s)",
+        "generation": report.gen_id,
+        "previous": report.previous,
+        "mode": report.mode,
+        "workers": report.workers,
+        "seconds": round(report.seconds, 4),
+        "note": report.note,
+    }

@@ -16,10 +16,11 @@ from ts_notebook.errors import BackendError
 class ServerError(BackendError):
     """The server answered with an error status; ``status`` and TorchServe's ``type`` are kept."""
 
-    def __init__(self, message: str, status: int, kind: str = "") -> None:
+    def __init__(self, message: str, status: int, kind: str = "", detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.detail = detail or {}  # the whole error body (a failed reload adds its handler line and traceback)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,47 @@ class Client:
         answer: list[dict[str, Any]] = self._mgmt("GET", "/ts_notebook/workers")
         return answer
 
+    # hot reload, replay and timings (ts_notebook's backend only)
+    def reload(self, model: str, url: str | None = None, *, version: str | None = None) -> dict[str, Any]:
+        """Serve a rebuilt archive (``url``, default the model's own) with zero failed requests.
+
+        Raises:
+            ServerError: the new code did not load (``detail`` has its handler line and traceback); the
+                old code keeps serving.
+        """
+        path = f"/ts_notebook/models/{urllib.parse.quote(model)}/reload"
+        answer: dict[str, Any] = self._mgmt("POST", path, query={"url": url, "version": version})
+        return answer
+
+    def reload_handler(self, model: str, source: str, filename: str, *, version: str | None = None) -> dict[str, Any]:
+        """Serve the model's current files with ``source`` as its handler file ``filename``."""
+        path = f"/ts_notebook/models/{urllib.parse.quote(model)}/handler"
+        answer: dict[str, Any] = self._mgmt(
+            "POST", path, body=source.encode("utf-8"), query={"filename": filename, "version": version}
+        )
+        return answer
+
+    def requests(self, model: str | None = None, *, failed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent served requests (newest last), or only the failed ones."""
+        answer: list[dict[str, Any]] = self._mgmt(
+            "GET", "/ts_notebook/requests", query={"model": model, "failed": failed, "limit": limit}
+        )
+        return answer
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        """One served request in full: its exact ``row`` and ``headers``, batch, worker Context, answer or error."""
+        from ts_notebook import rows
+
+        record: dict[str, Any] = self._mgmt("GET", f"/ts_notebook/requests/{urllib.parse.quote(request_id)}")
+        record["row"] = rows.decode(record["row"])
+        record["headers"] = rows.decode(record["headers"])
+        return record
+
+    def timings(self, model: str | None = None) -> dict[str, Any]:
+        """Per model, p50/p99 ms of each stage (queue, transport, preprocess, inference, postprocess, ...)."""
+        answer: dict[str, Any] = self._mgmt("GET", "/ts_notebook/timings", query={"model": model})
+        return answer
+
     def metrics(self) -> str:
         if self.metrics_address is None:
             raise BackendError("no metrics address known for this server")
@@ -241,7 +283,8 @@ def _server_error(method: str, target: str, answer: Response) -> ServerError:
     value = answer.value
     if isinstance(value, dict) and "message" in value:
         kind = str(value.get("type", ""))
-        return ServerError(f"{method} {target} -> {answer.status} {kind}: {value['message']}", answer.status, kind)
+        message = f"{method} {target} -> {answer.status} {kind}: {value['message']}"
+        return ServerError(message, answer.status, kind, value)
     if answer.status == 413:
         return ServerError(f"{method} {target} -> 413: the request body is over the server's max_request_size", 413)
     return ServerError(f"{method} {target} -> {answer.status}: {answer.body[:500]!r}", answer.status)

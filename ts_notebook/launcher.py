@@ -182,7 +182,9 @@ def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = 
         return Reused(existing)
     run_dir = records_dir() / spec.key()
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return spawn(argv or command(spec, run_dir), run_dir, timeout=timeout, new_session=True)
+    # The run folder as working dir: ``python -m`` puts the working dir first on sys.path, and a
+    # notebook's folder may hold anything, even a folder named ts_notebook.
+    return spawn(argv or command(spec, run_dir), run_dir, timeout=timeout, new_session=True, cwd=run_dir)
 
 
 def spawn(

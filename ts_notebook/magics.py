@@ -10,6 +10,7 @@ import functools
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
@@ -102,6 +103,13 @@ class TsNotebookMagics(ServeCommands, Magics):
     @argument("--content-type", help="Content type of the test request (default: JSON if it parses, else text/plain).")
     @argument("--header", action="append", default=[], metavar="K=V", help="Request header (repeatable).")
     @argument("--batch", type=int, default=1, metavar="N", help="Send the request N times as one batch.")
+    @argument(
+        "--serve",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="Serve this code as MODEL (default NAME) on the running backend, with zero failed requests.",
+    )
     @cell_magic
     @_user_errors
     def handler(self, line: str, cell: str) -> Any:
@@ -113,6 +121,12 @@ class TsNotebookMagics(ServeCommands, Magics):
         kernel against a TorchServe-style Context and returns a trace: the context and manifest it
         got, the exact ``data`` list, each stage's output and time, and on failure the exception
         with the handler line that raised. Re-running the cell reloads the handler.
+
+        With ``--serve [MODEL]`` (after the dry run passes, when one is asked for) the running
+        backend's model MODEL gets the new code: in place when only the handler changed and its
+        ``initialize`` is the same, else new workers start beside the old ones and traffic moves when
+        they are ready. If the new code fails to load, the old code keeps serving and the cell shows
+        the error. An unregistered MODEL is registered from ``--archive`` / ``--model-dir``.
 
         Example::
 
@@ -126,7 +140,32 @@ class TsNotebookMagics(ServeCommands, Magics):
             return None
         saved = self.workspace.save(args.name, cell)
         if args.test is None and args.test_file is None:
-            return saved
+            return saved if args.serve is None else self._serve_cell(args, saved.path, None)
+        trace = self._dry_run(args, saved.path)
+        if args.serve is None or not trace.ok:
+            return trace  # a failing dry run is never served
+        return self._serve_cell(args, saved.path, trace)
+
+    def _serve_cell(self, args: Any, path: Path, trace: Any) -> Any:
+        from ts_notebook.live import serve_cell
+
+        tracked = self.session.current()
+        if tracked is None:
+            raise UsageError("--serve needs a running backend: run %ts_serve start first")
+        model = args.serve or args.name
+        live = serve_cell(
+            tracked.info.client(),
+            model,
+            args.name,
+            path.read_text(encoding="utf-8"),
+            path,
+            store=self.workspace.root / "served",
+            archive=args.archive,
+            model_dir=args.model_dir,
+        )
+        return live if trace is None else type(live)(live.model, live.report, live.registered, trace)
+
+    def _dry_run(self, args: Any, handler_path: Path) -> Any:
         headers = dict(_key_value(h) for h in args.header)
         requests = requests_for_test(args.test, args.test_file, args.content_type, headers, args.batch)
         target = self.workspace.model_dir(args.name, model_dir=args.model_dir, archive=args.archive)
@@ -139,7 +178,7 @@ class TsNotebookMagics(ServeCommands, Magics):
             model_name=target.model_name,
             manifest=target.manifest,
             model_yaml_config=target.model_yaml_config,
-            handler_dir=saved.path.parent,
+            handler_dir=handler_path.parent,
         )
 
     @line_magic
@@ -162,7 +201,10 @@ class TsNotebookMagics(ServeCommands, Magics):
             args.handler = self._workspace.resolve(args.handler)
         plan = plan_from_args(args)
         with _progress(plan.total_bytes, f"building {plan.target.name}") as bar:
-            return write_plan(plan, bar)
+            info = write_plan(plan, bar)
+        for note in self._served_from(info.path):
+            print(note)
+        return info
 
     @magic_arguments()
     @argument("path", help="A .mar, .tar.gz or no-archive folder.")
@@ -204,6 +246,29 @@ class TsNotebookMagics(ServeCommands, Magics):
         if args is None:
             return None
         return getattr(self, f"_serve_{args.command.replace('-', '_')}")(args)
+
+    def _served_from(self, archive: Path) -> list[str]:
+        """Notes for models the running backend serves from ``archive`` (they keep the old code until reloaded)."""
+        tracked = self.session.current()
+        if tracked is None:
+            return []
+        from ts_notebook.errors import BackendError
+
+        try:
+            listed = tracked.info.client().list_models()
+        except BackendError:
+            return []
+        store = Path(tracked.info.model_store or ".")
+        notes = []
+        for entry in listed:
+            url = Path(entry["modelUrl"])
+            if (url if url.is_absolute() else store / url).resolve() == archive.resolve():
+                name = entry["modelName"]
+                notes.append(
+                    f"note: the running backend serves {name} from {archive.name} and keeps its old code until "
+                    f"you reload it: %ts_serve reload {name}"
+                )
+        return notes
 
     def shutdown(self) -> list[int]:
         """Stop the dashboards' pollers and the backends this kernel started (not detached ones)."""

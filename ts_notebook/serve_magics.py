@@ -88,6 +88,21 @@ def build_parser() -> UsageParser:
     pred.add_argument("payload", nargs="?", help="the body, or @FILE for a file's bytes")
     pred.add_argument("--version", help="model version (default: the default version)")
     pred.add_argument("--content-type", metavar="CT", help="default: JSON if the body parses, else text/plain")
+    reload = sub.add_parser("reload", help="serve a rebuilt archive's code with zero failed requests")
+    reload.add_argument("name", help="model name")
+    reload.add_argument("path", nargs="?", help="the archive (default: the one the model was registered from)")
+    reload.add_argument("--version", help="model version (default: the default version)")
+    reqs = sub.add_parser("requests", help="recent served requests, with ids to replay")
+    reqs.add_argument("name", nargs="?", help="only this model's")
+    reqs.add_argument("--failed", action="store_true", help="only the failed ones")
+    reqs.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    replay = sub.add_parser("replay", help="re-run a served request in this kernel, as a dry-run trace")
+    replay.add_argument("request_id", help="an id from %%ts_serve requests")
+    replay.add_argument("--handler", metavar="NAME", help="run handler cell NAME instead of the served code")
+    replay.add_argument("--alone", action="store_true", help="replay only this request, not its whole batch")
+    replay.add_argument("--debug", action="store_true", help="open the debugger where the handler raised")
+    timings = sub.add_parser("timings", help="p50/p99 of each stage of recent requests, per model")
+    timings.add_argument("name", nargs="?", help="only this model")
     metrics = sub.add_parser("metrics", help="the Prometheus metrics, of one model if NAME is given")
     metrics.add_argument("name", nargs="?", help="only this model's samples")
     dash = sub.add_parser("dashboard", help="a live view of models, requests, logs, with a try-it form")
@@ -108,6 +123,20 @@ def full_help(parser: argparse.ArgumentParser) -> str:
         if isinstance(action, argparse._SubParsersAction):
             parts += [sub.format_help() for sub in action.choices.values()]
     return "\n".join(parts)
+
+
+def post_mortem(trace: Any) -> bool:
+    """Open IPython's debugger at the frame that raised in a failed trace; False when nothing raised."""
+    failure = trace.failure
+    exc = failure.exception if failure is not None else None
+    if exc is None or exc.__traceback__ is None:
+        return False
+    from IPython.core.debugger import Pdb
+
+    debugger = Pdb()
+    debugger.reset()
+    debugger.interaction(None, exc.__traceback__)
+    return True
 
 
 class ServeCommands:
@@ -211,6 +240,47 @@ class ServeCommands:
         from ts_notebook.serving import MetricsText
 
         return MetricsText.of(self._backend().client(), args.name)
+
+    def _serve_reload(self, args: Any) -> str:
+        from ts_notebook.client import ServerError
+        from ts_notebook.live import reload_failed
+
+        url = str(Path(args.path).resolve()) if args.path else None
+        if args.path and not Path(args.path).exists():
+            raise UsageError(f"{args.path}: no such archive. Build one with %mar_build.")
+        try:
+            report = self._backend().client().reload(args.name, url, version=args.version)
+        except ServerError as exc:
+            if exc.kind != "ReloadFailedException":
+                raise
+            raise UsageError(str(reload_failed(exc))) from None
+        return str(report["status"])
+
+    def _serve_requests(self, args: Any) -> Any:
+        from ts_notebook.serving import RequestList
+
+        client = self._backend().client()
+        return RequestList(client.requests(args.name, failed=args.failed, limit=args.limit))
+
+    def _serve_replay(self, args: Any) -> Any:
+        from ts_notebook.replay import replay
+
+        handler_dir = None
+        if args.handler:
+            if args.handler not in self.workspace.handlers:
+                raise UsageError(f"--handler {args.handler}: no %%handler {args.handler} cell has run in this notebook")
+            handler_dir = self.workspace.handlers[args.handler].parent
+        result = replay(
+            self._backend().client(), args.request_id, handler=args.handler, handler_dir=handler_dir, alone=args.alone
+        )
+        if args.debug and not post_mortem(result.trace):
+            print("nothing raised in the replay: no debugger to open")
+        return result
+
+    def _serve_timings(self, args: Any) -> Any:
+        from ts_notebook.serving import TimingsView
+
+        return TimingsView(self._backend().client().timings(args.name))
 
     def _serve_predict(self, args: Any) -> Any:
         payload: bytes | str = args.payload or ""

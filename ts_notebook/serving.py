@@ -31,14 +31,21 @@ class ServeStatus:
 
     @classmethod
     def of(cls, info: BackendInfo, note: str = "") -> ServeStatus:
-        _, described = describe_all(info.client())
+        client = info.client()
+        _, described = describe_all(client)
+        generations = _generations(client)
         keys = info.keys()
+        models = []
+        for version in described:
+            entry = {k: version[k] for k in _STATUS_KEYS}
+            entry["workers"] = [{**w, "generation": generations.get(str(w["id"]), "")} for w in entry["workers"]]
+            models.append(entry)
         return cls(
             info.inference_address,
             info.management_address,
             info.metrics_address,
             info.pid,
-            [{k: version[k] for k in _STATUS_KEYS} for version in described],
+            models,
             note,
             str(info.key_file) if info.key_file else None,
             keys["inference"],
@@ -73,7 +80,10 @@ class ServeStatus:
         if not self.models:
             lines.append("no models registered (use %ts_serve register PATH)")
         for m in self.models:
-            workers = ", ".join(f"{w['id']}:{w['status']}(pid {w['pid']})" for w in m["workers"]) or "no workers"
+            workers = (
+                ", ".join(f"{w['id']}:{w['status']}(pid {w['pid']}, gen {w.get('generation')})" for w in m["workers"])
+                or "no workers"
+            )
             lines.append(
                 f"  {m['modelName']} {m['modelVersion']}  batch {m['batchSize']}/{m['maxBatchDelay']} ms"
                 f"  timeout {m['responseTimeout']} s  workers: {workers}"
@@ -103,6 +113,62 @@ class ServeStatus:
             f"<th>version</th><th>workers</th><th>batch</th><th>delay ms</th><th>timeout s</th></tr></thead>"
             f"<tbody>{rows}</tbody></table><pre class='tsn-access'>{access}</pre></div>"
         )
+
+
+def _generations(client: Client) -> dict[str, str]:
+    """Worker id -> the generation (short hash of handler code and archive) it runs; {} for TorchServe."""
+    from ts_notebook.errors import BackendError
+
+    try:
+        views = client.workers()
+    except BackendError:
+        return {}
+    return {str(w["id"]): str(w.get("generation", "")) for v in views for w in v["workers"]}
+
+
+@dataclass(frozen=True)
+class RequestList:
+    """The value of ``%ts_serve requests``: recent served requests with the ids to replay."""
+
+    requests: list[dict[str, Any]]
+
+    def to_text(self) -> str:
+        if not self.requests:
+            return "no served requests kept yet"
+        lines = []
+        for r in self.requests:
+            stamp = time.strftime("%H:%M:%S", time.localtime(r["time"]))
+            error = f"  {r['error']}" if r.get("error") else ""
+            lines.append(
+                f"{stamp} {r['id']}  {r['model']} {r['status']}  {r['latency_ms']:.1f} ms  batch {r['batch_size']}"
+                f"  worker {r['worker']} gen {r['gen_id']}{error}"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(r["id"]) for r in self.requests]
+
+
+@dataclass(frozen=True)
+class TimingsView:
+    """The value of ``%ts_serve timings``: per model, p50/p99 ms of each stage of recent requests."""
+
+    timings: dict[str, Any]
+
+    def to_text(self) -> str:
+        lines = []
+        for model, entry in self.timings.items():
+            lines.append(f"{model}: {entry['requests']} recent requests")
+            for stage, t in entry["stages"].items():
+                lines.append(f"  {stage:<12} p50 {t['p50']:9.3f} ms   p99 {t['p99']:9.3f} ms")
+        return "\n".join(lines) or "no served requests kept yet"
+
+    def __repr__(self) -> str:
+        return self.to_text()
 
 
 @dataclass(frozen=True)

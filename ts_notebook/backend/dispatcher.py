@@ -326,15 +326,18 @@ class Dispatcher:
             if first is None:
                 break
             batch = [first]
+            worker.holding = 1
             deadline = loop.time() + self.settings.max_batch_delay / 1000
             while len(batch) < self.settings.batch_size and (remaining := deadline - loop.time()) > 0:
                 job = await self._take(worker, remaining)
                 if job is None:
                     break  # the delay ran out, or a drain: serve what the batch holds
                 batch.append(job)
+                worker.holding = len(batch)
             batch = [job for job in batch if not job.future.done()]
             if batch:
                 await self._run_batch(worker, batch)
+            worker.holding = 0
 
     async def _run_batch(self, worker: WorkerHandle, batch: list[Job]) -> None:
         worker.status = WorkerStatus.BUSY
@@ -378,6 +381,7 @@ class Dispatcher:
                 "model_dir": worker.generation.model_dir,
                 "system_properties": {**(worker.system_properties or {}), "model_dir": worker.generation.model_dir},
                 "manifest": worker.generation.manifest,
+                "model_yaml_config": worker.generation.model_yaml_config,
             },
         }
         for i, job in enumerate(batch):

@@ -47,6 +47,7 @@ class WorkerHandle:
     swapped: asyncio.Future[Swapped] | None = None
     pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)
     inflight: dict[str, Job] = field(default_factory=dict)  # the running batch's jobs, by request id
+    holding: int = 0  # jobs taken for the batch being formed or run
     system_properties: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     loop_task: asyncio.Task[None] | None = None
@@ -77,6 +78,7 @@ class WorkerHandle:
             "generation": self.generation.gen_id,
             "gpu_id": self.gpu_id,
             "threads": self.threads,
+            "holding": self.holding,
             "system_properties": self.system_properties,
             "manifest": self.manifest,
         }

@@ -51,6 +51,8 @@ class Failure:
     message: str
     where: Where | None
     traceback: str
+    # the exception itself, for a post-mortem debugger (not shown, not compared)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         at = f" at {self.where}" if self.where else ""
@@ -148,6 +150,7 @@ def _fail(trace: Trace, stage: str, exc: BaseException, roots: tuple[Path, ...])
         str(exc) if isinstance(exc, HandlerError) else str(cause),
         locate(cause, roots),
         "".join(traceback.format_exception(cause)),
+        cause,
     )
     return trace
 
@@ -190,11 +193,13 @@ def dry_run(
     manifest: dict[str, Any] | None,
     model_yaml_config: dict[str, Any] | None = None,
     handler_dir: Path | None = None,
+    system_properties: dict[str, Any] | None = None,
 ) -> Trace:
     """Load ``handler`` from ``model_dir`` and run one batch of ``requests`` through it.
 
     ``handler_dir`` is searched before the model dir (a ``%%handler`` cell is saved in the
-    notebook's workspace, not in the user's model folder). Never raises for a handler problem: the
+    notebook's workspace, not in the user's model folder). ``system_properties`` overrides the
+    Context's (a replay passes the served worker's). Never raises for a handler problem: the
     failure is in ``Trace.failure`` with the stage, the exception and the handler line.
     """
     root = Path(model_dir).resolve()
@@ -204,6 +209,7 @@ def dry_run(
     configured = (model_yaml_config or {}).get("batchSize", 1)
     batch_size = max(configured if isinstance(configured, int) else 1, len(requests))
     context = Context(model_name, str(root), manifest, batch_size, None, model_yaml_config=model_yaml_config)
+    context.system_properties.update(system_properties or {})
     context.intermediate_responses = []  # type: ignore[attr-defined]
     trace = Trace(
         handler,

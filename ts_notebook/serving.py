@@ -33,7 +33,7 @@ class ServeStatus:
     def of(cls, info: BackendInfo, note: str = "") -> ServeStatus:
         client = info.client()
         _, described = describe_all(client)
-        generations = _generations(client)
+        generations = worker_generations(client)
         keys = info.keys()
         models = []
         for version in described:
@@ -115,7 +115,7 @@ class ServeStatus:
         )
 
 
-def _generations(client: Client) -> dict[str, str]:
+def worker_generations(client: Client) -> dict[str, str]:
     """Worker id -> the generation (short hash of handler code and archive) it runs; {} for TorchServe."""
     from ts_notebook.errors import BackendError
 

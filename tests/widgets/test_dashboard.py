@@ -110,10 +110,40 @@ def test_actions_scale_context_reload_unregister(backend: tuple[Client, Path]) -
     assert set(open_archive(store / "tiny.mar").names) <= unpacked, unpacked
     [shown] = [c for c in dash.context.children if "tsn-context" in c._dom_classes]
     assert f"model_dir={props['model_dir']!r}" in repr(shown)
-    assert dash.reload("echo").startswith('Model "echo" Version: 1.0 registered with 2 initial workers')
+    # Reload picks up a rebuilt archive: both workers move to the new code, the version stays.
+    echo_py = store.parent / "echo.py"
+    echo_py.write_text(ECHO.replace("row.get('body')", "'v2'"))
+    build_archive("echo", "1.0", str(echo_py), export_path=store, force=True)
+    answer = dash.reload("echo")
+    assert answer.startswith('Model "echo" version 1.0 now serves generation ') and "(2 workers" in answer
+    assert client.predict("echo", "hi").value == "v2"
+    gens = {w["generation"] for w in next(m for m in dash.models.models if m["modelName"] == "echo")["workers"]}
+    assert len(gens) == 1 and "gen " + gens.pop() in dash.models._table.value
     assert dash.unregister("echo") == 'Model "echo" unregistered'
     assert [m["modelName"] for m in dash.models.models] == ["tiny"]
+    echo_py.write_text(ECHO)
+    build_archive("echo", "1.0", str(echo_py), export_path=store, force=True)
     client.register("echo.mar", initial_workers=1)
+    dash.close()
+
+
+def test_failed_requests_are_marked_and_replay_from_the_log(backend: tuple[Client, Path]) -> None:
+    client, _ = backend
+    dash = ServingDashboard(client, autostart=False)
+    ok = client.predict("tiny", {"input": [1, 2, 3, 4]})
+    bad = client.predict("tiny", {"wrong": 1}, check=False)
+    assert (ok.status, bad.status) == (200, 503)
+    dash.refresh()
+    failed = dash.requests.failed_ids()
+    assert failed == [bad.headers["x-request-id"]]
+    rows = {r.children[1].value: r for r in dash.requests._buttons.children}
+    marked = [r for label, r in rows.items() if bad.headers["x-request-id"] in label]
+    assert "tsn-failed" in marked[0]._dom_classes
+    assert "tsn-stage-bar" in dash.requests._body.value and "tsn-failed" in dash.requests._body.value
+    result = dash.replay(failed[0])
+    assert not result.ok and result.trace.failure.error_type == "KeyError"
+    assert dash.last_replay is result and "KeyError" in dash.replayed.value
+    assert "tsn-latency-plot" in dash.figures._body.value
     dash.close()
 
 

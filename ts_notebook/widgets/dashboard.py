@@ -17,6 +17,7 @@ import traitlets
 from ts_notebook.client import Client, Response, describe_all
 from ts_notebook.errors import BackendError
 from ts_notebook.preview import json_preview
+from ts_notebook.serving import worker_generations
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.figures import FiguresView
 from ts_notebook.widgets.manifest import ManifestView
@@ -43,7 +44,10 @@ class ServingDashboard(widgets.VBox):
         self.header = widgets.HTML()
         self.figures = FiguresView()
         self.models = ModelsView(self._on_action)
-        self.requests = RequestLogView()
+        self.requests = RequestLogView(self.replay)
+        self.replayed = widgets.HTML()
+        self.replayed.add_class("tsn-replayed")
+        self.last_replay: Any = None
         self.logs = PredictionLogView()
         self.context = widgets.VBox()
         self.context.add_class("tsn-context-view")
@@ -51,7 +55,7 @@ class ServingDashboard(widgets.VBox):
             lambda model, body, ctype: self.poller.submit(lambda: self._do_send(model, body, ctype))
         )
         top = widgets.HBox([self.try_it, widgets.VBox([self.figures, self.context])])
-        super().__init__(children=[self.header, self.models, top, self.requests, self.logs])
+        super().__init__(children=[self.header, self.models, top, self.requests, self.replayed, self.logs])
         self.add_class("tsn-dashboard")
         self.poller = Poller(self._refresh, interval, on_error=lambda exc: setattr(self, "last_error", repr(exc)))
         self._refresh()
@@ -68,6 +72,11 @@ class ServingDashboard(widgets.VBox):
         try:
             batch = self.client.events(self._seq, limit=2000)
             listed, described = describe_all(self.client)
+            generations = worker_generations(self.client)
+            for version in described:
+                version["workers"] = [
+                    {**w, "generation": generations.get(str(w["id"]), "")} for w in version["workers"]
+                ]
             self._urls = {m["modelName"]: m["modelUrl"] for m in listed}
         except BackendError as exc:
             self._server_gone(str(exc))
@@ -138,15 +147,28 @@ class ServingDashboard(widgets.VBox):
         return answer
 
     def _do_reload(self, model: str) -> str:
-        """Re-register the model from its archive (picks up a rebuilt .mar), keeping its worker count."""
-        url = self._urls.get(model)
-        if url is None:
+        """Serve the model's rebuilt archive with zero failed requests (a blue/green or in-place swap)."""
+        if model not in self._urls:
             raise BackendError(f"model {model!r} is not registered")
-        workers = max(1, len(self.client.describe(model)[0]["workers"]))
-        self.client.unregister(model)
-        answer = self.client.register(url, model_name=model, initial_workers=workers)
+        answer = str(self.client.reload(model)["status"])
         self._refresh()
         return answer
+
+    def replay(self, request_id: str) -> Any:
+        """Re-run a served request in this kernel (the replay button); the trace shows below the log.
+
+        The dry run runs in the caller's thread, the kernel's for a button, since it changes the
+        working dir and imports as a cell would; only showing it goes through the poller.
+        """
+        from ts_notebook.replay import replay
+
+        result = replay(self.client, request_id)
+        self.poller.call(lambda: self._show_replay(result))
+        return result
+
+    def _show_replay(self, result: Any) -> None:
+        self.last_replay = result
+        self.replayed.value = result._repr_html_()
 
     def _do_show_context(self, model: str) -> list[dict[str, Any]]:
         entries = [e for e in self.client.workers() if e["modelName"] == model and e["workers"]]

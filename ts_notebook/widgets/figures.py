@@ -10,6 +10,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ts_notebook.widgets._base import esc
+from ts_notebook.widgets.stages import latency_plot
 
 WINDOW_S = 60.0
 
@@ -24,6 +25,7 @@ def percentile(values: list[float], q: float) -> float:
 
 class FiguresView(widgets.VBox):
     figures: traitlets.Dict[str, Any] = traitlets.Dict()
+    plots: traitlets.Dict[str, str] = traitlets.Dict()  # model -> SVG of its latency over the window
 
     def __init__(self) -> None:
         self._recent: deque[dict[str, Any]] = deque()
@@ -41,6 +43,7 @@ class FiguresView(widgets.VBox):
         for e in self._recent:
             by_model.setdefault(e["model"], []).append(e)
         figures = {}
+        self.plots = {m: latency_plot(events, now - WINDOW_S, now) for m, events in by_model.items()}
         for model, events in by_model.items():
             span = max(1.0, min(WINDOW_S, now - min(e["time"] for e in events)))
             latencies = [e["latency_ms"] for e in events]
@@ -59,12 +62,12 @@ class FiguresView(widgets.VBox):
             return
         cells = "".join(
             f"<tr><td><b>{esc(m)}</b></td><td>{f['rps']}</td><td>{f['p50_ms']}</td><td>{f['p99_ms']}</td>"
-            f"<td>{f['errors']}</td></tr>"
+            f"<td>{f['errors']}</td><td>{self.plots.get(m, '')}</td></tr>"
             for m, f in sorted(self.figures.items())
         )
         self._body.value = (
             "<table class='tsn-table'><tr><th>model</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th>"
-            f"<th>errors</th></tr>{cells}</table>"
+            f"<th>errors</th><th>latency over the last minute</th></tr>{cells}</table>"
         )
 
     def __repr__(self) -> str:

@@ -15,7 +15,8 @@ from ts_notebook.widgets._base import esc
 def _worker_text(w: dict[str, Any]) -> str:
     mem = f"{w.get('memoryUsage', 0) / 2**20:.0f} MB" if w.get("memoryUsage") else "-"
     gpu = "gpu" if w.get("gpu") else "cpu"
-    return f"{w['id']}:{w['status']} pid {w['pid']} {gpu} {mem}"
+    gen = f" gen {w['generation']}" if w.get("generation") else ""
+    return f"{w['id']}:{w['status']} pid {w['pid']} {gpu} {mem}{gen}"
 
 
 def model_status(m: dict[str, Any]) -> str:

@@ -1,25 +1,49 @@
-"""The request log: time, model, version, status, latency, worker, the ``data`` row exactly as the
-handler received it (collapsed, expandable) and the response preview. Newest first."""
+"""The request log: time, model, version, status, latency with a stage bar, worker and generation, the
+``data`` row exactly as the handler received it (collapsed, expandable) and the response preview.
+Newest first; failed rows are marked; the newest rows carry a replay button."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
 from ts_notebook.widgets._base import esc
+from ts_notebook.widgets.stages import legend, stage_bar
 
 MAX_ROWS = 200
+REPLAY_ROWS = 20  # rows with a replay button (a widget each); older ones are in the table only
+
+
+def _row_html(e: dict[str, Any]) -> str:
+    failed = e["status"] >= 400
+    color = "#cf222e" if failed else "#1a7f37"
+    stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+    mark = " tsn-failed" if failed else ""
+    return (
+        f"<tr class='tsn-request-row{mark}'><td>{stamp}</td><td>{esc(e['model'])}</td><td>{esc(e['version'])}</td>"
+        f"<td style='color:{color}'>{'&#10007; ' if failed else ''}{e['status']}</td><td>{e['latency_ms']:.1f} ms</td>"
+        f"<td>{stage_bar(e.get('stages_ms') or {})}</td>"
+        f"<td>{esc(e.get('worker') or '-')} <small>{esc(e.get('gen_id') or '')}</small></td>"
+        f"<td><details><summary><code>{esc(e['data'][:90])}</code></summary><pre>{esc(e['data'])}</pre>"
+        f"<pre>{esc(e.get('headers', ''))}</pre></details></td>"
+        f"<td><code class='tsn-response'>{esc(' '.join(e['response'].split())[:120])}</code></td>"
+        f"<td><small>{esc(e.get('request_id', ''))}</small></td></tr>"
+    )
 
 
 class RequestLogView(widgets.VBox):
     rows: traitlets.List[dict[str, Any]] = traitlets.List()
 
-    def __init__(self) -> None:
+    def __init__(self, on_replay: Callable[[str], Any] | None = None) -> None:
+        self._on_replay = on_replay
         self._body = widgets.HTML()
-        super().__init__(children=[self._body])
+        self._buttons = widgets.VBox()
+        self._buttons.add_class("tsn-replay-rows")
+        super().__init__(children=[self._body, self._buttons])
         self.add_class("tsn-request-log")
         self.observe(lambda _c: self._render(), names="rows")
         self._render()
@@ -31,26 +55,42 @@ class RequestLogView(widgets.VBox):
     def _render(self) -> None:
         if not self.rows:
             self._body.value = "<b>requests</b> <i>none yet</i>"
+            self._buttons.children = []
             return
-        lines = []
-        for e in self.rows:
-            color = "#1a7f37" if e["status"] < 400 else "#cf222e"
-            stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
-            lines.append(
-                f"<tr class='tsn-request-row'><td>{stamp}</td><td>{esc(e['model'])}</td><td>{esc(e['version'])}</td>"
-                f"<td style='color:{color}'>{e['status']}</td><td>{e['latency_ms']:.1f} ms</td>"
-                f"<td>{esc(e.get('worker') or '-')}</td>"
-                f"<td><details><summary><code>{esc(e['data'][:90])}</code></summary><pre>{esc(e['data'])}</pre>"
-                f"<pre>{esc(e.get('headers', ''))}</pre></details></td>"
-                f"<td><code class='tsn-response'>{esc(' '.join(e['response'].split())[:120])}</code></td></tr>"
-            )
         head = (
-            "<tr><th>time</th><th>model</th><th>version</th><th>status</th><th>latency</th><th>worker</th>"
-            "<th>data (as the handler got it)</th><th>response</th></tr>"
+            "<tr><th>time</th><th>model</th><th>version</th><th>status</th><th>latency</th><th>stages</th>"
+            "<th>worker / gen</th><th>data (as the handler got it)</th><th>response</th><th>id</th></tr>"
         )
-        self._body.value = f"<b>requests</b><table class='tsn-table'>{head}{''.join(lines)}</table>"
+        table = "".join(_row_html(e) for e in self.rows)
+        self._body.value = f"<b>requests</b> <small>{legend()}</small><table class='tsn-table'>{head}{table}</table>"
+        old = self._buttons.children
+        self._buttons.children = [self._replay_row(e) for e in self.rows[:REPLAY_ROWS] if e.get("request_id")]
+        for child in old:  # each row is a widget with a comm of its own: let it go
+            child.close()
+
+    def _replay_row(self, e: dict[str, Any]) -> widgets.HBox:
+        button = widgets.Button(description="replay", layout={"width": "auto"})
+        button.add_class("tsn-replay")
+        on_replay = self._on_replay
+        if on_replay is not None:
+            button.on_click(lambda _b, rid=e["request_id"]: on_replay(rid))
+        failed = e["status"] >= 400
+        label = widgets.HTML(
+            f"<code>{esc(e['request_id'])}</code> {esc(e['model'])} "
+            f"<span style='color:{'#cf222e' if failed else '#1a7f37'}'>{e['status']}</span>"
+        )
+        row = widgets.HBox([button, label])
+        row.add_class("tsn-replay-row")
+        if failed:
+            row.add_class("tsn-failed")
+        return row
+
+    def failed_ids(self) -> list[str]:
+        return [str(e["request_id"]) for e in self.rows if e["status"] >= 400 and e.get("request_id")]
 
     def __repr__(self) -> str:
         return "\n".join(
-            f"{e['model']} {e['status']} {e['latency_ms']:.1f} ms {e['data'][:60]}" for e in self.rows
+            f"{e.get('request_id', '')} {e['model']} {e['status']}{' FAILED' if e['status'] >= 400 else ''} "
+            f"{e['latency_ms']:.1f} ms {e['data'][:60]}"
+            for e in self.rows
         ) or ("no requests yet")

@@ -66,7 +66,9 @@ def source_state() -> dict[str, Any]:
         proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
         return proc.stdout.strip()
 
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", SOURCE_DIR).splitlines()]
+    # Not git()'s stripped text: porcelain lines start with a status column that may be a space.
+    proc = subprocess.run(["git", "status", "--porcelain", "--", SOURCE_DIR], cwd=REPO, capture_output=True, text=True)
+    dirty = [line[3:] for line in proc.stdout.splitlines() if line.strip()]
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_src": dirty}
 
 

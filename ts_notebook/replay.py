@@ -40,7 +40,13 @@ class Replay:
             f"served by worker {s.get('worker')} running generation {s.get('gen_id')}, which answered {answer}"
         )
         where = f"\nserved failure at {error['where']}" if error.get("where") else ""
-        return f"{head}{where}\n{self.trace.to_text()}"
+        cut = (
+            "\nnote: the served body was longer than the backend keeps (ts_notebook_replay_body_bytes): "
+            "this replay ran its first part"
+            if s.get("truncated")
+            else ""
+        )
+        return f"{head}{where}{cut}\n{self.trace.to_text()}"
 
     def __repr__(self) -> str:
         return self.to_text()

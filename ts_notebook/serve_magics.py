@@ -105,6 +105,7 @@ def build_parser() -> UsageParser:
     timings.add_argument("name", nargs="?", help="only this model")
     metrics = sub.add_parser("metrics", help="the Prometheus metrics, of one model if NAME is given")
     metrics.add_argument("name", nargs="?", help="only this model's samples")
+    sub.add_parser("client", help="the Python client of this notebook's backend (every API, tokens set)")
     dash = sub.add_parser("dashboard", help="a live view of models, requests, logs, with a try-it form")
     dash.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between updates")
     logs = sub.add_parser("logs", help="handler log lines and worker events")
@@ -294,6 +295,9 @@ class ServeCommands:
             content_type = guess_text_type(payload)
         answer = self._backend().client().predict(args.name, payload, version=args.version, content_type=content_type)
         return answer.value
+
+    def _serve_client(self, args: Any) -> Any:
+        return self._backend().client()
 
     def _serve_dashboard(self, args: Any) -> Any:
         from ts_notebook.widgets.dashboard import ServingDashboard

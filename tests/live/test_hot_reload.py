@@ -61,7 +61,7 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveS
 
 
 def _client(ip: InteractiveShell):  # type: ignore[no-untyped-def]
-    return ip.find_magic("ts_serve").__self__.session.current().info.client()
+    return ip.run_line_magic("ts_serve", "client")
 
 
 def _url(ip: InteractiveShell, model: str) -> str:

@@ -128,7 +128,7 @@ def test_stage_timings_of_served_requests(ip: InteractiveShell) -> None:
     for _ in range(5):
         _send(ip, b"{}", "application/json")
     listed = ip.run_line_magic("ts_serve", "requests spy --limit 5")
-    client = ip.find_magic("ts_serve").__self__.session.current().info.client()
+    client = ip.run_line_magic("ts_serve", "client")
     for rid in listed.ids:
         record = client.request(rid)
         stages = record["stages_ms"]
@@ -148,7 +148,7 @@ def test_function_handlers_report_a_handle_stage(ip: InteractiveShell) -> None:
     ip.run_cell_magic("handler", "fn --serve", func)
     ip.run_line_magic("ts_serve", "predict fn '{}'")
     rid = ip.run_line_magic("ts_serve", "requests fn").ids[-1]
-    client = ip.find_magic("ts_serve").__self__.session.current().info.client()
+    client = ip.run_line_magic("ts_serve", "client")
     stages = client.request(rid)["stages_ms"]
     assert "handle" in stages and "preprocess" not in stages
     assert json.loads(json.dumps(stages))["handle"] <= stages["latency"]

@@ -40,6 +40,7 @@ class Config:
     # per request (a longer body is kept cut, marked so, and replays cut).
     ts_notebook_replay_count: int = 200
     ts_notebook_replay_body_bytes: int = 1 << 20
+    ts_notebook_stage_timings: bool = True  # workers time each handler stage (two clock reads a stage)
 
     @staticmethod
     def host_port(address: str) -> tuple[str, int]:
@@ -92,7 +93,7 @@ def apply_properties(config: Config, props: dict[str, str]) -> None:
                 setattr(config, key, int(props[key]))
             except ValueError as exc:
                 raise BackendError(f"config.properties: {key}={props[key]!r} is not a whole number.") from exc
-    for key in ("disable_token_authorization", "enable_model_api"):
+    for key in ("disable_token_authorization", "enable_model_api", "ts_notebook_stage_timings"):
         if key in props:
             setattr(config, key, _bool(props[key]))
     if "model_store" in props:

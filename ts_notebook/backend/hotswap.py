@@ -13,6 +13,7 @@ and the backend forks new workers that run ``initialize`` (blue/green).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -60,11 +61,13 @@ def same_initialize(old: Any, new_cls: type, new_module: ModuleType) -> str | No
 
 def _forget_modules(model_dir: str) -> dict[str, ModuleType]:
     """Drop the modules imported from the old generation's folder, so the new code is imported."""
-    root = Path(model_dir).resolve()
+    # A prefix test, not Path.resolve(): with torch imported there are thousands of modules, and
+    # resolving each path costs a system call or more.
+    prefix = str(Path(model_dir).resolve()) + os.sep
     gone = {}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and root in Path(file).resolve().parents:
+        if isinstance(file, str) and file.startswith(prefix):
             gone[name] = sys.modules.pop(name)
     return gone
 

@@ -56,6 +56,7 @@ class WorkerSpec:
     batch_size: int
     gpu_id: int | None
     threads: int
+    time_stages: bool = True
 
 
 @dataclass(frozen=True)

@@ -139,12 +139,14 @@ class WorkerPool:
         on_event: Callable[..., None],
         gpus: list[int] | None,
         planned: Callable[[], int] = lambda: 1,
+        time_stages: bool = True,
     ) -> None:
         self.sock_path = str(run_dir / "workers.sock")
         self.zygote = zygote
         self.on_event = on_event
         self.allowed_gpus = gpus
         self.planned = planned
+        self.time_stages = time_stages
         self.workers: dict[str, WorkerHandle] = {}
         self._next_id = 9000
         self._gpu_turn = 0
@@ -196,7 +198,15 @@ class WorkerPool:
         worker = WorkerHandle(worker_id, owner, generation, self._pick_gpu(owner), self.share())
         worker.loaded = asyncio.get_running_loop().create_future()
         self.workers[worker_id] = worker
-        spec = WorkerSpec(worker_id, owner.name, generation, owner.settings.batch_size, worker.gpu_id, worker.threads)
+        spec = WorkerSpec(
+            worker_id,
+            owner.name,
+            generation,
+            owner.settings.batch_size,
+            worker.gpu_id,
+            worker.threads,
+            self.time_stages,
+        )
         start = time.perf_counter()
         try:
             worker.pid = await self.zygote.spawn(self.sock_path, spec)

@@ -34,34 +34,51 @@ def percentile(ordered: list[float], p: float) -> float:
 
 
 class RequestRing:
-    """The last ``count`` requests of each model, findable by request id and by batch."""
+    """The last ``count`` requests of each model, and apart from them its last ``count`` failed ones
+    (under load the failure worth replaying would otherwise be pushed out within seconds); findable
+    by request id and by batch."""
 
     def __init__(self, count: int = 200, body_bytes: int = 1 << 20) -> None:
         self.count = max(1, count)
         self.body_bytes = max(0, body_bytes)
         self._rings: dict[str, deque[dict[str, Any]]] = {}
+        self._failed: dict[str, deque[dict[str, Any]]] = {}
         self._by_id: dict[str, dict[str, Any]] = {}
+        self._holders: dict[str, int] = {}  # request id -> how many of the two rings keep it
+
+    def _keep(self, ring: deque[dict[str, Any]], record: dict[str, Any]) -> None:
+        if len(ring) >= self.count:
+            self._release(ring.popleft()["id"])
+        ring.append(record)
+        self._by_id[record["id"]] = record
+        self._holders[record["id"]] = self._holders.get(record["id"], 0) + 1
+
+    def _release(self, request_id: str) -> None:
+        left = self._holders.get(request_id, 1) - 1
+        if left <= 0:
+            self._holders.pop(request_id, None)
+            self._by_id.pop(request_id, None)
+        else:
+            self._holders[request_id] = left
 
     def add(self, model: str, record: dict[str, Any], row: dict[str, Any], headers: dict[str, Any]) -> None:
         """Keep one served request (``record`` holds everything but its row and headers)."""
         kept, cut = _cut(row, self.body_bytes)
         record = {**record, "model": model, "time": time.time(), "row": kept, "headers": headers, "truncated": cut}
-        ring = self._rings.setdefault(model, deque())
-        if len(ring) >= self.count:
-            self._by_id.pop(ring.popleft()["id"], None)
-        ring.append(record)
-        self._by_id[record["id"]] = record
+        self._keep(self._rings.setdefault(model, deque()), record)
+        if record["status"] >= 400:
+            self._keep(self._failed.setdefault(model, deque()), record)
 
     def forget(self, model: str) -> None:
-        for record in self._rings.pop(model, ()):
-            self._by_id.pop(record["id"], None)
+        for ring in (self._rings, self._failed):
+            for record in ring.pop(model, ()):
+                self._release(record["id"])
 
     def summaries(self, model: str | None = None, failed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
         """Newest last: id, model, status, latency, batch, worker, generation and the error's message."""
-        records = [r for m, ring in self._rings.items() if model in (None, m) for r in ring]
+        rings = self._failed if failed else self._rings
+        records = [r for m, ring in rings.items() if model in (None, m) for r in ring]
         records.sort(key=lambda r: r["time"])
-        if failed:
-            records = [r for r in records if r["status"] >= 400]
         keys = ("id", "model", "version", "time", "status", "latency_ms", "batch_id", "batch_size", "worker", "gen_id")
         return [
             {**{k: r.get(k) for k in keys}, "error": (r.get("error") or {}).get("message")} for r in records[-limit:]

@@ -38,7 +38,9 @@ class Backend:
         self.metrics = Metrics()
         self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
         self.zygote = zygote or Zygote(self.run_dir)
-        self.pool = WorkerPool(self.run_dir, self.zygote, self._on_event, config.gpus, self._planned)
+        self.pool = WorkerPool(
+            self.run_dir, self.zygote, self._on_event, config.gpus, self._planned, config.ts_notebook_stage_timings
+        )
         self.dispatchers: dict[tuple[str, str], Dispatcher] = {}
         self.requests = RequestRing(config.ts_notebook_replay_count, config.ts_notebook_replay_body_bytes)
         self.keys: Keys | None = None

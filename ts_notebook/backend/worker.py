@@ -127,6 +127,7 @@ class Served:
     context: Any
     generation: Generation
     stages: dict[str, float] = field(default_factory=dict)  # the running batch's stage times
+    timed: bool = True
 
 
 def _limit_threads(threads: int) -> None:
@@ -198,7 +199,7 @@ def _load(worker: Worker, spec: WorkerSpec, generation: Generation) -> Served | 
         entry.initialize(context)
     except BaseException as exc:
         return _load_failure(worker, spec.model_name, exc, model_dir)
-    served = Served(entry, context, generation)
+    served = Served(entry, context, generation, timed=spec.time_stages)
     time_stages(served)
     return served
 
@@ -218,6 +219,8 @@ def time_stages(served: Served) -> None:
     class (its ``handle`` calls them through the instance, TorchServe's BaseHandler included), or
     the whole ``handle`` of a function handler. Costs two clock reads per stage."""
     entry, stages = served.entry, served.stages
+    if not served.timed:
+        return
     if entry.kind == "function":
         served.entry = dataclasses.replace(entry, handle=_timed("handle", entry.handle, stages))
         return
@@ -259,7 +262,7 @@ def _swap(worker: Worker, served: Served, generation: Generation) -> Served:
         return served
     served.context.system_properties["model_dir"] = str(model_dir)
     served.context.manifest = generation.manifest
-    new = Served(outcome, served.context, generation)
+    new = Served(outcome, served.context, generation, timed=served.timed)
     time_stages(new)
     worker.send(Swapped(generation.gen_id, True))
     return new

@@ -17,7 +17,7 @@ from typing import Any
 import common
 from common import env_int
 from inputs import SERVING_INPUTS, make_archive
-from live_phases import our_dev_loop, reload_under_load, timing_overhead, ts_dev_loop
+from live_phases import our_dev_loop, reload_under_load, timing_overhead, ts_dev_loop, wrapper_cost
 from live_report import render_markdown
 from machine import load_average, source_state
 from overlay import make_overlay
@@ -76,7 +76,8 @@ def main() -> int:
     common.write_json("live.json", result)
     runs = timing_overhead(tiny, cfg["overhead_repeats"], cfg["overhead_n"])
     on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
-    result["timing_overhead"] = {"rps": runs, "median_on": on, "median_off": off, "cost": round(1 - on / off, 4)}
+    result["timing_overhead"] = {"rps": runs, "median_on": on, "median_off": off, "cost": round(1 - on / off, 4),
+                                 "wrapper": wrapper_cost()}  # fmt: skip
     result["load_average"]["end"] = load_average()
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     common.write_json("live.json", result)

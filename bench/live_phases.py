@@ -203,6 +203,24 @@ def reload_under_load(mar: Path, reloads: int, workers: int, steady_s: float) ->
     return out
 
 
+def wrapper_cost(calls: int = 200_000) -> dict[str, float]:
+    """What the stage-timing wrapper adds to one stage call, in-process (the worker's own wrapper)."""
+    import timeit
+
+    from ts_notebook.backend.worker import _timed
+
+    stages: dict[str, float] = {}
+
+    def stage(x: int) -> int:
+        return x
+
+    timed = _timed("preprocess", stage, stages)
+    plain = min(timeit.repeat(lambda: stage(1), number=calls, repeat=5)) / calls
+    wrapped = min(timeit.repeat(lambda: timed(1), number=calls, repeat=5)) / calls
+    return {"plain_us": round(plain * 1e6, 4), "timed_us": round(wrapped * 1e6, 4),
+            "added_us_per_stage": round((wrapped - plain) * 1e6, 4)}  # fmt: skip
+
+
 def timing_overhead(mar: Path, repeats: int, n: int) -> dict[str, Any]:
     """Tiny-model req/s with stage timings on and off, the two backends measured in turn, 4 clients."""
     runs: dict[str, list[float]] = {"on": [], "off": []}

@@ -16,6 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.backend.helpers import call, wait_until
+from tests.shells import notebook_shell
 from ts_notebook.live import LiveReload
 
 HANDLER = """
@@ -46,18 +47,8 @@ def cell(answer: str, extra_init: str = "") -> str:
 
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    (tmp_path / "xdg").mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    if "ts_notebook" in shell.extension_manager.loaded:
-        shell.run_line_magic("unload_ext", "ts_notebook")
-    shell.run_line_magic("load_ext", "ts_notebook")
-    shell.run_line_magic("ts_serve", "start --no-token")
-    try:
+    with notebook_shell(tmp_path, monkeypatch, start="--no-token") as shell:
         yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "ts_notebook")
 
 
 def _client(ip: InteractiveShell):  # type: ignore[no-untyped-def]

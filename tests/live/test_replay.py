@@ -13,6 +13,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.backend.helpers import call
+from tests.shells import notebook_shell
 from ts_notebook.replay import Replay
 
 # Echoes what it got and fails on request: {"fail": true} raises in inference.
@@ -46,19 +47,9 @@ MULTIPART = (
 
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    (tmp_path / "xdg").mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    if "ts_notebook" in shell.extension_manager.loaded:
-        shell.run_line_magic("unload_ext", "ts_notebook")
-    shell.run_line_magic("load_ext", "ts_notebook")
-    shell.run_line_magic("ts_serve", "start --no-token")
-    shell.run_cell_magic("handler", "spy --serve", SPY)
-    try:
+    with notebook_shell(tmp_path, monkeypatch, start="--no-token") as shell:
+        shell.run_cell_magic("handler", "spy --serve", SPY)
         yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "ts_notebook")
 
 
 def _send(ip: InteractiveShell, body: bytes, content_type: str) -> tuple[int, str, str]:

@@ -18,31 +18,23 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from tests.assets import write_assets
 from tests.backend.helpers import wait_until
+from tests.shells import notebook_shell
 from ts_notebook import launcher
 from ts_notebook.serving import MetricsText, ServeStatus
 
 
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    (tmp_path / "xdg").mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "ts_notebook")
-    shell.run_line_magic("reload_ext", "ts_notebook")
-    assets = write_assets(tmp_path / "assets")
-    store = tmp_path / ".ts_notebook" / "model_store"  # where %ts_serve start looks by default
-    store.mkdir(parents=True)
-    shell.run_line_magic(
-        "mar_build",
-        f"--model-name tiny -v 1.0 --model-file {assets}/model.py --serialized-file {assets}/tiny_state.pth "
-        f"--handler {assets}/handler.py --extra-files {assets}/index_to_name.json "
-        f"--export-path {store}",
-    )
-    try:
+    with notebook_shell(tmp_path, monkeypatch) as shell:
+        assets = write_assets(tmp_path / "assets")
+        store = tmp_path / ".ts_notebook" / "model_store"  # where %ts_serve start looks by default
+        store.mkdir(parents=True)
+        shell.run_line_magic(
+            "mar_build",
+            f"--model-name tiny -v 1.0 --model-file {assets}/model.py --serialized-file {assets}/tiny_state.pth "
+            f"--handler {assets}/handler.py --extra-files {assets}/index_to_name.json --export-path {store}",
+        )
         yield shell
-    finally:
-        shell.run_line_magic("unload_ext", "ts_notebook")  # stops what the test left running
 
 
 @pytest.mark.parametrize("line", ["-h", "start -h", "register -h", "predict --help", "set-default -h"])

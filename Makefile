@@ -10,7 +10,7 @@ TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv compat-venv kernel-range test lint pytest lab bench bench-live docs-screenshot clean
+.PHONY: venv compat-venv kernel-range test lint pytest lab bench bench-live bench-soak docs-screenshot clean
 
 venv: $(VENV)/.installed
 compat-venv: $(TSVENV)/.installed
@@ -57,6 +57,10 @@ bench: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_serving.py
 	$(VENV)/bin/python bench/bench_notebook_start.py
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_live.py
+	$(VENV)/bin/python bench/bench_soak.py
+
+bench-soak: venv
+	$(VENV)/bin/python bench/bench_soak.py
 
 bench-live: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_live.py

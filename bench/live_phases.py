@@ -125,12 +125,14 @@ def our_dev_loop(which: str, mar: Path, edits: int, deep_every: int = 0) -> dict
     return {"runs": runs}
 
 
-class _Clients:
+class Clients:
     """``n`` keep-alive clients sending the tiny request all the time; every answer kept with its time."""
 
-    def __init__(self, url: str, n: int, seconds: float) -> None:
+    def __init__(self, url: str, n: int, seconds: float, total: int | None = None) -> None:
         self.url, self.n, self.deadline = url, n, time.monotonic() + seconds
+        self.total = total  # stop after this many requests in all (None: only the time bounds them)
         self.samples: list[tuple[float, float, int]] = []  # (sent at, latency s, status)
+        self.errors: list[bytes] = []  # bodies of the non-200 answers
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
 
@@ -140,12 +142,16 @@ class _Clients:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         while not self.stop.is_set() and time.monotonic() < self.deadline:
+            if self.total is not None and len(self.samples) >= self.total:
+                break
             t0 = time.perf_counter()
             try:
                 conn.request("POST", parts.path, TINY_BODY, {"Content-Type": "application/json"})
                 reply = conn.getresponse()
-                reply.read()
+                body = reply.read()
                 status = reply.status
+                if status != 200:
+                    self.errors.append(body[:300])
             except (OSError, http.client.HTTPException):
                 status = 0
                 conn.close()
@@ -153,7 +159,7 @@ class _Clients:
             self.samples.append((t0, time.perf_counter() - t0, status))
         conn.close()
 
-    def __enter__(self) -> _Clients:
+    def __enter__(self) -> Clients:
         for t in self.threads:
             t.start()
         return self
@@ -181,7 +187,7 @@ def reload_under_load(mar: Path, reloads: int, workers: int, steady_s: float) ->
         client = Client(server.inference_url, server.management_url)
         client.register(store_name, initial_workers=workers)
         client.reload_handler("tiny", handler_code("tiny", "r0"), "tiny_handler.py")
-        with _Clients(f"{server.inference_url}/predictions/tiny", 4, steady_s * 2 + reloads * 10) as clients:
+        with Clients(f"{server.inference_url}/predictions/tiny", 4, steady_s * 2 + reloads * 10) as clients:
             time.sleep(steady_s)  # steady state first: the load generator needs a window to measure
             t_reloads = time.perf_counter()
             for i in range(1, reloads + 1):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
+from ts_notebook.backend.ipc import records_dir
 from ts_notebook.errors import BackendError
 
 __all__ = ["INFO_FILE", "BackendInfo", "Failed", "LaunchSpec", "Outcome", "Reused", "Started", "TimedOut"]
@@ -55,15 +56,6 @@ class TimedOut:
 
 
 Outcome = Started | Reused | Failed | TimedOut
-
-
-def records_dir() -> Path:
-    """The per-user folder holding every backend's run folder (never a world-writable one)."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "ts_notebook" if runtime else Path.home() / ".cache" / "ts_notebook" / "run"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    base.chmod(0o700)
-    return base
 
 
 @dataclass

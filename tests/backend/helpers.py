@@ -198,6 +198,10 @@ class Backend:
         result: dict[str, Any] = reply.json()
         return result
 
+    def call_ok(self) -> bool:
+        """Whether /ping answers 200 (the server is up and answering)."""
+        return call("GET", self.inference + "/ping", None, self.auth("inference"), 10).status == 200
+
     def ready_pids(self, name: str) -> list[int]:
         return sorted(w["pid"] for w in self.describe(name)[0]["workers"] if w["status"] == "READY")
 

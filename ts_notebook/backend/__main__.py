@@ -10,13 +10,15 @@ import asyncio
 import sys
 
 from ts_notebook.backend.config import from_args
+from ts_notebook.backend.ipc import private_folder
 from ts_notebook.errors import TsNotebookError
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         config = from_args(argv)
-        config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        assert config.run_dir is not None
+        private_folder(config.run_dir)
         from ts_notebook.backend.pool import Zygote
 
         zygote = Zygote(config.run_dir)

@@ -34,13 +34,17 @@ class Config:
     enable_model_api: bool = False
     allowed_urls: list[str] = field(default_factory=lambda: [r"file://.*"])
     gpus: list[int] | None = None  # None: every GPU the zygote sees
-    run_dir: Path = field(default_factory=lambda: Path.cwd())
+    run_dir: Path | None = None  # None: a private per-user folder (see from_args), never the working dir
     parent_pid: int | None = None
     # Our own keys: how many served requests per model are kept for replay, and the body bytes kept
     # per request (a longer body is kept cut, marked so, and replays cut).
     ts_notebook_replay_count: int = 200
     ts_notebook_replay_body_bytes: int = 1 << 20
     ts_notebook_stage_timings: bool = True  # workers time each handler stage (two clock reads a stage)
+    # Slow clients are cut off: a connection that has not sent a whole request head within this many
+    # seconds (also how long an idle keep-alive connection stays open), and a body that takes longer.
+    ts_notebook_header_timeout: int = 5
+    ts_notebook_body_timeout: int = 30
 
     @staticmethod
     def host_port(address: str) -> tuple[str, int]:
@@ -75,6 +79,8 @@ _INT_KEYS = (
     "default_response_timeout",
     "ts_notebook_replay_count",
     "ts_notebook_replay_body_bytes",
+    "ts_notebook_header_timeout",
+    "ts_notebook_body_timeout",
 )
 _STR_KEYS = ("inference_address", "management_address", "metrics_address")
 
@@ -135,6 +141,10 @@ def from_args(argv: list[str] | None = None) -> Config:
         config.gpus = [] if args.gpus.strip().lower() == "none" else [int(g) for g in args.gpus.split(",") if g.strip()]
     if args.run_dir:
         config.run_dir = Path(args.run_dir)
+    else:  # like the launcher's: the key file, sockets and model cache stay private to this user
+        from ts_notebook.backend.ipc import records_dir
+
+        config.run_dir = records_dir() / f"cli-{os.getpid()}"
     config.run_dir = config.run_dir.resolve()  # workers chdir into model dirs: every path must be absolute
     if config.model_store is not None:
         config.model_store = config.model_store.resolve()

@@ -3,7 +3,9 @@ the token check (``Authorization: Bearer <key>``; a bad token is a 400, as in To
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import secrets
 import uuid
@@ -30,6 +32,16 @@ def json_response(payload: Any, status: int = 200, request_id: str | None = None
     headers = {**NO_CACHE, "x-request-id": request_id or str(uuid.uuid4())}
     body = json.dumps(payload, indent=2) + "\n"
     return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+
+
+async def read_body(request: web.Request, timeout: float) -> bytes:
+    """The request's body, or TorchServe-style 408 when it does not all arrive within ``timeout`` s."""
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(
+            408, "RequestTimeoutException", f"the request body did not arrive within {timeout:g} s"
+        ) from None
 
 
 def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
@@ -61,6 +73,7 @@ class Keys:
         keys = cls(secrets.token_urlsafe(6), secrets.token_urlsafe(6), secrets.token_urlsafe(6))
         path = folder / "key_file.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode only applies to a new file: an old 0644 one is tightened too
         with os.fdopen(fd, "w") as fh:
             json.dump(
                 {
@@ -89,6 +102,11 @@ def api_errors() -> Middleware:
             return error_response(NOT_FOUND)
         except web.HTTPMethodNotAllowed:
             return error_response(NOT_ALLOWED)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug of ours: TorchServe's JSON, not aiohttp's HTML page
+            logging.getLogger("ts_notebook.backend").exception("unexpected error on %s", request.path)
+            return error_response(ApiError(500, "InternalServerException", f"{type(exc).__name__}: {exc}"))
 
     return middleware
 

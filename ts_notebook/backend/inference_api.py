@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ts_notebook.backend.dispatcher import Job
 from ts_notebook.backend.events import preview
-from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response
+from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response, read_body
 from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
 from ts_notebook.handler.payload import Request, make_request
@@ -105,7 +105,7 @@ async def predict(
 ) -> web.StreamResponse:
     start = time.perf_counter()
     request_id = str(uuid.uuid4())
-    body = await request.read()
+    body = await read_body(request, backend.config.ts_notebook_body_timeout)
     mv = backend.registry.get(name, version)
     dispatcher = backend.dispatcher(mv)
     if not dispatcher.accepting():

@@ -3,6 +3,7 @@ unregister; plus ``/ts_notebook/...`` endpoints for the notebook (event record, 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -62,7 +63,8 @@ class ManagementApi:
             )
             if (v := _int(request, key)) is not None
         }
-        mv = self.backend.load_model(url, request.query.get("model_name"), overrides)
+        # Reading, hashing and extracting an archive takes time: never on the event loop.
+        mv = await asyncio.to_thread(self.backend.load_model, url, request.query.get("model_name"), overrides)
         await self.backend.register(mv)
         initial = _int(request, "initial_workers")
         if initial is None:

@@ -15,7 +15,7 @@ from ts_notebook.archive.extract import extract_cached
 from ts_notebook.backend.dispatcher import SwapReport
 from ts_notebook.backend.generations import only_handler_changed, read_generation, with_handler
 from ts_notebook.backend.handle import WorkerLoadError
-from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
+from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
 from ts_notebook.backend.registry import ApiError, ModelVersion
 from ts_notebook.errors import TsNotebookError
@@ -111,7 +111,7 @@ class NotebookApi:
             raise ApiError(
                 400, "BadRequestException", f"filename {filename!r}: give a Python file name, e.g. handler.py"
             )
-        body = await request.read()
+        body = await read_body(request, self.backend.config.ts_notebook_body_timeout)
         if len(body) > MAX_HANDLER_BYTES:
             raise ApiError(413, "BadRequestException", f"handler code over {MAX_HANDLER_BYTES} bytes")
         try:

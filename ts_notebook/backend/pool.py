@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ts_notebook.backend import protocol
+from ts_notebook.backend import ipc, protocol
 from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
 from ts_notebook.backend.messages import (
     Exited,
@@ -56,8 +56,10 @@ class Zygote:
     torch's import in the zygote (the longest step of a cold start) then overlaps the backend's own.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, secret: bytes | None = None) -> None:
         self.control_path = str(run_dir / "zygote.sock")
+        self.secret = secret or ipc.new_secret()
+        self.on_refused: Callable[[str], None] = lambda where: None
         self.process: subprocess.Popen[bytes] | None = None
         self.gpus = 0
         self._listener: socket.socket | None = None
@@ -69,12 +71,13 @@ class Zygote:
     def launch(self) -> None:
         if self._listener is not None:
             return
-        Path(self.control_path).unlink(missing_ok=True)  # left by a backend that was killed
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.control_path)
-        listener.listen(1)
-        self._listener = listener
-        self.process = subprocess.Popen([sys.executable, "-m", "ts_notebook.backend.zygote", self.control_path])
+        self._listener = ipc.listen(self.control_path, 1)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ts_notebook.backend.zygote", self.control_path], stdin=subprocess.PIPE
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(self.secret.hex().encode() + b"\n")  # stdin: not in ps, not in /proc/*/environ
+        self.process.stdin.close()
 
     async def start(self, timeout: float = 120.0) -> None:
         self.launch()
@@ -90,6 +93,10 @@ class Zygote:
         self.gpus = ready.gpus
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None or not await ipc.admitted(reader, self.secret):
+            self.on_refused("zygote.sock")
+            writer.close()
+            return
         self._writer = writer
         while (message := await protocol.read(reader)) is not None:
             if isinstance(message, ZygoteReady) and self._ready is not None and not self._ready.done():
@@ -155,7 +162,7 @@ class WorkerPool:
         self.closing = False
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._accept, path=self.sock_path)
+        self._server = await asyncio.start_unix_server(self._accept, sock=ipc.listen(self.sock_path))
         self.zygote.on_exit = self._on_exit
 
     def _pick_gpu(self, owner: Dispatcher) -> int | None:
@@ -276,6 +283,10 @@ class WorkerPool:
         return swapped
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await ipc.admitted(reader, self.zygote.secret):  # before anything is unpickled
+            self.zygote.on_refused("workers.sock")
+            writer.close()
+            return
         hello = await protocol.read(reader)
         worker = self.workers.get(hello.worker_id) if isinstance(hello, Hello) else None
         if worker is None:

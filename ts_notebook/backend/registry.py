@@ -156,6 +156,10 @@ class Registry:
             candidate = self.model_store / candidate
         if not candidate.exists():
             raise ApiError(404, "ModelNotFoundException", f"Model not found at: {url}")
+        if not (candidate.is_file() or candidate.is_dir()):  # a device, FIFO or socket: never read
+            raise ApiError(
+                400, "ModelException", f"{url} is not a regular file or folder: give a .mar, .tar.gz or model folder"
+            )
         return candidate
 
     def load(
@@ -174,7 +178,14 @@ class Registry:
         except TsNotebookError as exc:
             raise ApiError(400, "ModelException", str(exc)) from exc
         manifest_file = model_dir / MANIFEST_PATH
-        manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        manifest: dict[str, Any] = {}
+        if manifest_file.is_file():
+            try:
+                manifest = json.loads(manifest_file.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "ModelException", f"{url}: {MANIFEST_PATH} is not valid JSON ({exc})") from exc
+            if not isinstance(manifest, dict):
+                raise ApiError(400, "ModelException", f"{url}: {MANIFEST_PATH} is not a JSON object")
         model = manifest.setdefault("model", {})
         name = model_name or model.get("modelName") or source.name.split(".")[0]
         version = str(model.get("modelVersion") or "1.0")

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -22,6 +21,8 @@ from ts_notebook.backend.events import EventLog
 from ts_notebook.backend.generations import read_generation
 from ts_notebook.backend.httpkit import Keys, api_errors, token_check
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
+from ts_notebook.backend.ipc import private_folder
+from ts_notebook.backend.lifeline import Lifeline
 from ts_notebook.backend.metrics import Metrics
 from ts_notebook.backend.pool import WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
@@ -33,11 +34,14 @@ class Backend:
 
     def __init__(self, config: Config, zygote: Zygote | None = None) -> None:
         self.config = config
+        if config.run_dir is None:  # set by from_args; a Backend built in code must name one
+            raise ValueError("Config.run_dir is not set: give the backend a private run folder")
         self.run_dir = config.run_dir
         self.events = EventLog()
         self.metrics = Metrics()
         self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
         self.zygote = zygote or Zygote(self.run_dir)
+        self.zygote.on_refused = self._refused
         self.pool = WorkerPool(
             self.run_dir, self.zygote, self._on_event, config.gpus, self._planned, config.ts_notebook_stage_timings
         )
@@ -55,6 +59,14 @@ class Backend:
             self.metrics.handler_metric(str(fields.get("model")), fields.get("record") or {})
             return
         self.events.add(kind, **fields)
+
+    def _refused(self, where: str) -> None:
+        self.events.add(
+            "log",
+            level="WARNING",
+            source="backend",
+            message=f"refused a connection to {where} that did not prove it is one of this backend's own processes",
+        )
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -149,7 +161,7 @@ class Backend:
         middlewares: list[Any] = [api_errors(), token_check(key, open_paths=("/api-description",))]
         app = web.Application(middlewares=middlewares, client_max_size=self.config.max_request_size)
         app.add_routes(routes)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.config.ts_notebook_header_timeout)
         await runner.setup()
         host, port = Config.host_port(address)
         site = web.TCPSite(runner, host, port, reuse_address=False)
@@ -167,7 +179,7 @@ class Backend:
         return [web.get("/metrics", metrics)]
 
     async def start(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(self.run_dir)
         if not self.config.disable_token_authorization:
             self.keys = Keys.create(self.run_dir)
         await self.zygote.start()
@@ -197,7 +209,7 @@ class Backend:
             name, sep, url = spec.partition("=")
             name, url = (name, url) if sep else (None, spec)  # type: ignore[assignment]
             try:
-                mv = self.load_model(url, name or None, {})
+                mv = await asyncio.to_thread(self.load_model, url, name or None, {})
                 mv.loaded_at_startup = True
                 await self.register(mv)
                 count = mv.yaml_config.get("minWorkers")
@@ -224,6 +236,15 @@ class Backend:
             failed_models=dict(self.failed_models),
         ).write()
 
+    def hard_stop(self) -> None:
+        """A stop that ran out of time: no record left behind, no worker or zygote left running."""
+        (self.run_dir / INFO_FILE).unlink(missing_ok=True)
+        for worker in list(self.pool.workers.values()):
+            worker.kill()
+        process = self.zygote.process
+        if process is not None and process.poll() is None:
+            process.kill()
+
     async def stop(self) -> None:
         (self.run_dir / INFO_FILE).unlink(missing_ok=True)
         for runner in self._runners:
@@ -237,26 +258,12 @@ class Backend:
         self.stopped.set()
 
 
-async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            stop.set()
-            return
-        await asyncio.sleep(1.0)
-
-
 async def run(config: Config, zygote: Zygote | None = None) -> None:
     backend = Backend(config, zygote)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    Lifeline(asyncio.get_running_loop(), stop, backend.hard_stop).start(config.parent_pid)
     try:
         await backend.start()
-        if config.parent_pid:
-            backend.background(_watch_parent(config.parent_pid, stop))
         print(json.dumps({"event": "serving", **backend.addresses}), flush=True)
         await stop.wait()
     finally:

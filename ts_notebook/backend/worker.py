@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ts_notebook.backend import protocol
+from ts_notebook.backend import ipc, protocol
 from ts_notebook.backend.messages import (
     ErrorInfo,
     Generation,
@@ -139,10 +139,9 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run(sock_path: str, spec: WorkerSpec) -> int:
+def run(sock_path: str, spec: WorkerSpec, secret: bytes) -> int:
     """Entry point in the forked child; returns the exit code."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(sock_path)
+    sock = ipc.connect(sock_path, secret)
     worker = Worker(sock, spec.worker_id)
     worker.send(Hello(spec.worker_id, os.getpid()))
     sys.stdout = _Forward(worker, "stdout")

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from ts_notebook.backend import protocol
+from ts_notebook.backend import ipc, protocol
 from ts_notebook.backend.messages import Exited, Spawn, Spawned, Stop, ZygoteReady
 
 
@@ -38,7 +38,7 @@ def _warm_imports() -> None:
     import ts_notebook.handler.base_handler  # noqa: F401
 
 
-def _spawn(control: socket.socket, message: Spawn) -> int:
+def _spawn(control: socket.socket, message: Spawn, secret: bytes) -> int:
     pid = os.fork()
     if pid == 0:  # the worker
         code = 1
@@ -48,7 +48,7 @@ def _spawn(control: socket.socket, message: Spawn) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             from ts_notebook.backend import worker
 
-            code = worker.run(message.sock_path, message.spec)
+            code = worker.run(message.sock_path, message.spec, secret)
         except BaseException:
             import traceback
 
@@ -71,10 +71,10 @@ def _reap(control: socket.socket) -> None:
 
 
 def main(control_path: str) -> int:
+    secret = bytes.fromhex(sys.stdin.readline().strip())  # the backend writes it there, then closes stdin
     gpus = _gpu_count()
     _warm_imports()
-    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    control.connect(control_path)
+    control = ipc.connect(control_path, secret)
     protocol.send(control, ZygoteReady(os.getpid(), gpus))
     while True:
         readable, _, _ = select.select([control], [], [], 0.2)
@@ -85,7 +85,7 @@ def main(control_path: str) -> int:
         if message is None or isinstance(message, Stop):
             return 0
         if isinstance(message, Spawn):
-            pid = _spawn(control, message)
+            pid = _spawn(control, message, secret)
             protocol.send(control, Spawned(message.spec.worker_id, pid))
 
 

@@ -86,6 +86,26 @@ def soak(server: OurServer, n: int, clients: int, disturb: bool, big: Any) -> di
     return out
 
 
+def probe(server: OurServer, big: Any) -> dict[str, Any]:
+    """One client, one request at a time: its latency before and while a large archive registers."""
+    url = f"{server.inference_url}/predictions/tiny"
+    with Clients(url, 1, 60) as load:
+        time.sleep(2)
+        t0 = time.perf_counter()
+        status, _ = register(server, stage(server, big), "big", 0)
+        t1 = time.perf_counter()
+        load.stop.set()
+    before = [s for s in load.samples if s[0] < t0]
+    during = [s for s in load.samples if t0 <= s[0] <= t1]
+    return {
+        "status": status,
+        "seconds": round(t1 - t0, 3),
+        "before": _latency(before),
+        "during": _latency(during),
+        "max_during_ms": round(max((s[1] for s in during), default=0) * 1000, 3),
+    }
+
+
 def _worker_pids(server: OurServer) -> list[int]:
     from ts_notebook.client import Client
 
@@ -102,12 +122,12 @@ def main() -> int:
         "load_average": {"start": load_average()},
     }
     tiny, big = make_archive("tiny"), big_archive(mb)
-    for phase, disturb in (("steady", False), ("disturbed", True)):
+    for phase, disturb in (("steady", False), ("disturbed", True), ("probe", None)):
         server = OurServer({})
         try:
             server.start()
             register(server, stage(server, tiny), "tiny", 2)
-            result[phase] = soak(server, n, clients, disturb, big)
+            result[phase] = probe(server, big) if disturb is None else soak(server, n, clients, disturb, big)
         finally:
             server.stop()
         print(phase, {k: v for k, v in result[phase].items() if k != "error_bodies"}, flush=True)
@@ -141,6 +161,10 @@ def render(r: dict[str, Any]) -> str:
         f"{d['during_registration']['p99_ms']} ms ({d['during_registration']['n']} requests), against "
         f"p50 {s['latency']['p50_ms']} / p99 {s['latency']['p99_ms']} ms steady: the archive is read, hashed and "
         "extracted off the event loop, so only CPU contention (2 cores) shows",
+        f"- one client alone, one request at a time, while the {r['config']['big_mb']} MiB archive registers "
+        f"({r['probe']['seconds']} s): p50 {r['probe']['during']['p50_ms']} ms, p99 {r['probe']['during']['p99_ms']} "
+        f"ms, worst {r['probe']['max_during_ms']} ms ({r['probe']['during']['n']} requests), against p50 "
+        f"{r['probe']['before']['p50_ms']} / p99 {r['probe']['before']['p99_ms']} ms before it",
         "",
         "Reproduce: `make bench-soak`. Raw runs: `soak.json`.",
         "",

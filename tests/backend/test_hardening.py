@@ -164,6 +164,7 @@ def test_without_run_dir_nothing_lands_in_the_working_dir(tmp_path: Path, store:
 def test_sigterm_stops_a_busy_backend_within_two_seconds(tmp_path: Path, store: Path) -> None:
     build(store, "hang", yaml_text="minWorkers: 1\nmaxWorkers: 1\nresponseTimeout: 60\n")
     b = start_backend(tmp_path, store, {}, ["--disable-token-auth", "--models", "hang=hang.mar"])
+
     def wait_forever() -> None:
         with contextlib.suppress(OSError, http.client.HTTPException):  # the server goes away under it
             b.predict("hang", b"{}", mode="sleep", headers={"X-Sleep": "30"}, timeout=60)

@@ -61,12 +61,10 @@ def test_register_with_zero_workers_and_settings_from_model_config(backend: Back
         " Use scale workers API to add workers for the model."
     )
     assert backend.describe("zero")[0]["workers"] == []
-    # initial_workers omitted: 0, unless model-config.yaml has minWorkers
+    # initial_workers omitted: model-config.yaml's minWorkers, else config.properties'
+    # default_workers_per_model (1 on this backend), as in TorchServe
     reply = models.register("probe.mar", "zero2")
-    assert reply.body == status_body(
-        'Model "zero2" Version: 1.0 registered with 0 initial workers.'
-        " Use scale workers API to add workers for the model."
-    )
+    assert reply.body == status_body('Model "zero2" Version: 1.0 registered with 1 initial workers')
     reply = models.register("cfg.mar", "cfg")
     assert reply.body == status_body('Model "cfg" Version: 1.0 registered with 1 initial workers')
     [desc] = backend.describe("cfg")
@@ -234,7 +232,7 @@ def test_scale_up_and_down(backend: Backend, models: Models) -> None:
     wait_until(lambda: len(backend.ready_pids("scaled")) == 2, 15, "two READY workers")
 
     reply = backend.mgmt("PUT", "/models/scaled/1.0", {"min_worker": 0, "synchronous": "true"})
-    assert (reply.status, reply.body) == (200, status_body("Workers scaled to 0 for model: scaled"))
+    assert (reply.status, reply.body) == (200, status_body("Workers scaled to 0 for model: scaled, version: 1.0"))
     assert backend.describe("scaled")[0]["workers"] == []
 
     reply = backend.mgmt("PUT", "/models/nope", {"min_worker": 1})

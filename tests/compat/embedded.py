@@ -14,13 +14,14 @@ from ts_notebook import launcher
 
 
 class EmbeddedBackend:
-    def __init__(self, root: Path, *extra: str) -> None:
+    def __init__(self, root: Path, *extra: str, properties: dict[str, str] | None = None) -> None:
         self.root = root
         self.store = root / "store"
         self.run_dir = root / "run"
         self.store.mkdir(parents=True, exist_ok=True)
         cfg = root / "config.properties"
-        cfg.write_text("".join(f"{k}_address=http://127.0.0.1:0\n" for k in ("inference", "management", "metrics")))
+        props = {f"{k}_address": "http://127.0.0.1:0" for k in ("inference", "management", "metrics")}
+        cfg.write_text("".join(f"{k}={v}\n" for k, v in {**props, **(properties or {})}.items()))
         outcome = launcher.spawn(
             [
                 sys.executable,

@@ -25,7 +25,9 @@ class Config:
     inference_address: str = "http://127.0.0.1:8080"
     management_address: str = "http://127.0.0.1:8081"
     metrics_address: str = "http://127.0.0.1:8082"
-    default_workers_per_model: int = max(1, os.cpu_count() or 1)
+    default_workers_per_model: int = max(1, os.cpu_count() or 1)  # start-up models without minWorkers
+    # what config.properties said (0 if nothing): TorchServe's default initial_workers on registration
+    configured_default_workers: int = 0
     job_queue_size: int = 100
     max_request_size: int = DEFAULT_MAX_SIZE
     max_response_size: int = DEFAULT_MAX_SIZE
@@ -99,6 +101,8 @@ def apply_properties(config: Config, props: dict[str, str]) -> None:
                 setattr(config, key, int(props[key]))
             except ValueError as exc:
                 raise BackendError(f"config.properties: {key}={props[key]!r} is not a whole number.") from exc
+    if "default_workers_per_model" in props:
+        config.configured_default_workers = config.default_workers_per_model
     for key in ("disable_token_authorization", "enable_model_api", "ts_notebook_stage_timings"):
         if key in props:
             setattr(config, key, _bool(props[key]))

@@ -10,19 +10,41 @@ from aiohttp import web
 
 from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
-from ts_notebook.backend.notebook_api import NotebookApi, int_param
+from ts_notebook.backend.notebook_api import NotebookApi
 from ts_notebook.backend.registry import ApiError
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
 
 
-_int = int_param
+def _int(request: web.Request, key: str) -> int | None:
+    """A whole-number parameter as TorchServe reads one: absent or not a number means its default."""
+    raw = _params(request).get(key)
+    try:
+        return int(raw) if raw not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _params(request: web.Request) -> dict[str, str]:
+    """The query, or for a registration sent as JSON (Content-Type application/json) the body's fields."""
+    body = request.get("json_params")
+    return {**request.query, **body} if isinstance(body, dict) else dict(request.query)
 
 
 def _bool(request: web.Request, key: str, default: bool) -> bool:
-    raw = request.query.get(key)
+    raw = _params(request).get(key)
     return default if raw is None else raw.lower() == "true"
+
+
+async def _json_params(request: web.Request) -> dict[str, str]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "BadRequestException", f"the registration body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequestException", "the registration body must be a JSON object")
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in body.items() if v is not None}
 
 
 class ManagementApi:
@@ -39,8 +61,9 @@ class ManagementApi:
 
     async def list_models(self, request: web.Request) -> web.Response:
         names = sorted(self.registry.models)
-        limit = _int(request, "limit") or 100
-        start = _int(request, "next_page_token") or 0
+        limit = _int(request, "limit")
+        limit = 100 if limit is None or not 0 <= limit <= 100 else limit  # TorchServe's bounds
+        start = max(0, _int(request, "next_page_token") or 0)
         page = names[start : start + limit]
         body: dict[str, Any] = {}
         if start + limit <= len(names):  # TorchServe offers a next page even when it will be empty
@@ -51,7 +74,9 @@ class ManagementApi:
     async def register(self, request: web.Request) -> web.Response:
         if not self.backend.config.enable_model_api:
             raise NOT_ALLOWED
-        url = request.query.get("url")
+        if request.content_type == "application/json" and request.can_read_body:
+            request["json_params"] = await _json_params(request)
+        url = _params(request).get("url")
         if not url:
             raise ApiError(400, "BadRequestException", "Parameter url is required.")
         overrides = {
@@ -64,11 +89,13 @@ class ManagementApi:
             if (v := _int(request, key)) is not None
         }
         # Reading, hashing and extracting an archive takes time: never on the event loop.
-        mv = await asyncio.to_thread(self.backend.load_model, url, request.query.get("model_name"), overrides)
+        name = _params(request).get("model_name")
+        mv = await asyncio.to_thread(self.backend.load_model, url, name, overrides)
         await self.backend.register(mv)
         initial = _int(request, "initial_workers")
-        if initial is None:
-            initial = mv.yaml_config.get("minWorkers", 0) if isinstance(mv.yaml_config.get("minWorkers"), int) else 0
+        if initial is None:  # model-config.yaml's minWorkers, else config.properties' default_workers_per_model
+            yaml_min = mv.yaml_config.get("minWorkers")
+            initial = yaml_min if isinstance(yaml_min, int) else self.backend.config.configured_default_workers
         mv.settings.min_workers = mv.settings.max_workers = initial
         if not _bool(request, "synchronous", True):
             self.backend.background(self.backend.scale(mv, initial))
@@ -98,11 +125,16 @@ class ManagementApi:
 
     async def scale(self, request: web.Request) -> web.Response:
         mv = self.registry.get(request.match_info["model"], request.match_info.get("version"))
+        # TorchServe's defaults: min_worker 1, max_worker min_worker; a number that does not parse is absent.
         low = _int(request, "min_worker")
+        target = 1 if low is None else low
         high = _int(request, "max_worker")
-        target = low if low is not None else mv.settings.min_workers
-        mv.settings.min_workers = target
-        mv.settings.max_workers = max(target, high if high is not None else mv.settings.max_workers)
+        top = target if high is None else high
+        if top < target:
+            raise ApiError(400, "BadRequestException", "max_worker cannot be less than min_worker.")
+        if target < 0:  # TorchServe 0.12 answers 500 IndexOutOfBoundsException here: a defect, not copied
+            raise ApiError(400, "BadRequestException", f"min_worker cannot be negative, got {target}.")
+        mv.settings.min_workers, mv.settings.max_workers = target, top
         if not _bool(request, "synchronous", False):
             self.backend.background(self.backend.scale(mv, target))
             return json_response({"status": "Processing worker updates..."}, 202)
@@ -112,7 +144,9 @@ class ManagementApi:
             raise ApiError(
                 500, "InternalServerException", f"Failed to start workers for model {mv.name}: {exc}"
             ) from exc
-        return json_response({"status": f"Workers scaled to {target} for model: {mv.name}"})
+        version = request.match_info.get("version")
+        suffix = f", version: {version}" if version else ""
+        return json_response({"status": f"Workers scaled to {target} for model: {mv.name}{suffix}"})
 
     async def set_default(self, request: web.Request) -> web.Response:
         name, version = request.match_info["model"], request.match_info["version"]

@@ -149,6 +149,8 @@ class Registry:
                 "DownloadArchiveException",
                 f"Failed to download archive from: {url} (this backend never downloads models)",
             )
+        if ".." in url:  # TorchServe's rule, before anything is looked up
+            raise ApiError(404, "ModelNotFoundException", f"Relative path is not allowed in url: {url}")
         candidate = Path(url.removeprefix("file://"))
         if not candidate.is_absolute():
             if self.model_store is None:

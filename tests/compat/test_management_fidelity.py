@@ -1,0 +1,147 @@
+"""Management API behaviours, each as TorchServe 0.12.0 has them: the same requests to real TorchServe
+and to our backend (started with the same default_workers_per_model), answers compared."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ts_notebook.archive import build_archive
+from ts_notebook.deploy.torchserve import TorchServe
+
+from .embedded import EmbeddedBackend, http
+
+pytestmark = pytest.mark.compat
+
+ECHO = "def handle(data, context):\n    return [1 for _ in data] if data else None\n"
+BADINIT = (
+    "class Bad:\n    def initialize(self, context):\n        raise RuntimeError('boom')\n\n"
+    "    def handle(self, data, context):\n        return data\n"
+)
+
+
+@pytest.fixture(scope="module")
+def pair(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Management URLs of a TorchServe and of ours, both with default_workers_per_model=1 and the
+    same archives in their stores (echo, badinit)."""
+    folder = tmp_path_factory.mktemp("fidelity-src")
+    (folder / "echo.py").write_text(ECHO)
+    (folder / "badinit.py").write_text(BADINIT)
+    archives = [
+        build_archive("echo", "1.0", str(folder / "echo.py"), export_path=folder).path,
+        build_archive("badinit", "1.0", str(folder / "badinit.py"), export_path=folder).path,
+    ]
+    ts = TorchServe(ts_ref_venv, config={"default_workers_per_model": "1"}, startup_timeout=120)
+    root = tmp_path_factory.mktemp("fidelity-ours")
+    (root / "store").mkdir()
+    for archive in archives:
+        ts.store.mkdir(parents=True, exist_ok=True)
+        shutil.copy(archive, ts.store / archive.name)
+        shutil.copy(archive, root / "store" / archive.name)
+    ours = EmbeddedBackend(
+        root, "--disable-token-auth", "--enable-model-api", properties={"default_workers_per_model": "1"}
+    )
+    try:
+        ts.start()
+        yield {"ts": ts.management_url, "ours": ours.management_url}
+    finally:
+        ts.stop()
+        ours.stop()
+
+
+def _both(pair: dict[str, str], method: str, path: str, body: bytes | None = None, ctype: str = "") -> dict[str, Any]:
+    out = {}
+    for name, base in pair.items():
+        status, raw, _ = http(method, f"{base}{path}", body, {"Content-Type": ctype} if ctype else {})
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, list):
+            value = [{k: v for k, v in e.items() if k not in ("workers", "modelUrl")} for e in value]
+        out[name] = (status, value)
+    return out
+
+
+def _agree(pair: dict[str, str], method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
+    answers = _both(pair, method, path, body, ctype)
+    assert answers["ours"] == answers["ts"], answers
+    return answers["ts"]
+
+
+def _workers(pair: dict[str, str], name: str) -> dict[str, int]:
+    out = {}
+    for server, base in pair.items():
+        status, raw, _ = http("GET", f"{base}/models/{name}")
+        out[server] = len(json.loads(raw)[0]["workers"]) if status == 200 else -1
+    return out
+
+
+def test_a_failed_registration_is_answered_and_listed_as_in_torchserve(pair: dict[str, str]) -> None:
+    answers = _both(pair, "POST", "/models?url=badinit.mar&initial_workers=1&synchronous=true")
+    assert answers["ours"][0] == answers["ts"][0] == 500
+    # Observed on TorchServe 0.12.0: the model stays registered (its workers keep retrying), so a
+    # fixed archive needs an unregister first. Ours does the same, and says why in the 500.
+    _agree(pair, "GET", "/models/badinit")
+    _agree(pair, "GET", "/models")
+    _agree(pair, "DELETE", "/models/badinit")
+
+
+def test_registration_without_initial_workers_uses_default_workers_per_model(pair: dict[str, str]) -> None:
+    _agree(pair, "POST", "/models?url=echo.mar&model_name=defaults&synchronous=true")
+    assert _workers(pair, "defaults") == {"ts": 1, "ours": 1}
+    _agree(pair, "DELETE", "/models/defaults")
+
+
+def test_registration_with_a_json_body(pair: dict[str, str]) -> None:
+    body = json.dumps({"url": "echo.mar", "model_name": "jsonbody", "initial_workers": 1, "synchronous": True})
+    _agree(pair, "POST", "/models", body.encode(), "application/json")
+    assert _workers(pair, "jsonbody") == {"ts": 1, "ours": 1}
+    _agree(pair, "DELETE", "/models/jsonbody")
+
+
+@pytest.mark.parametrize("url", ["../echo.mar", "sub/../echo.mar"])
+def test_relative_paths_are_refused(pair: dict[str, str], url: str) -> None:
+    status, body = _agree(pair, "POST", f"/models?url={url}&model_name=rel")
+    assert status == 404 and body["message"] == f"Relative path is not allowed in url: {url}"
+
+
+@pytest.mark.parametrize("query", ["min_worker=2&max_worker=1", "min_worker=abc", "max_worker=-3", "max_worker=x"])
+def test_bad_scale_requests(pair: dict[str, str], query: str) -> None:
+    _agree(pair, "POST", "/models?url=echo.mar&model_name=scaleme&initial_workers=1&synchronous=true")
+    try:
+        _agree(pair, "PUT", f"/models/scaleme?{query}&synchronous=true")
+        assert _workers(pair, "scaleme") == {"ts": 1, "ours": 1}
+    finally:
+        _agree(pair, "DELETE", "/models/scaleme")
+
+
+def test_a_negative_worker_count_is_a_400_not_torchserves_crash(pair: dict[str, str]) -> None:
+    _agree(pair, "POST", "/models?url=echo.mar&model_name=negative&initial_workers=1&synchronous=true")
+    try:
+        answers = _both(pair, "PUT", "/models/negative?min_worker=-1&synchronous=true")
+        assert answers["ts"] == (500, {"code": 500, "type": "IndexOutOfBoundsException",
+                                       "message": "Index -1 out of bounds for length 0"})  # fmt: skip
+        assert answers["ours"] == (400, {"code": 400, "type": "BadRequestException",
+                                         "message": "min_worker cannot be negative, got -1."})  # fmt: skip
+        assert _workers(pair, "negative")["ours"] == 1
+    finally:
+        _agree(pair, "DELETE", "/models/negative")
+
+
+def test_scale_status_names_the_version(pair: dict[str, str]) -> None:
+    _agree(pair, "POST", "/models?url=echo.mar&model_name=versioned&initial_workers=1&synchronous=true")
+    try:
+        _agree(pair, "PUT", "/models/versioned/1.0?min_worker=1&synchronous=true")
+    finally:
+        _agree(pair, "DELETE", "/models/versioned")
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "next_page_token=abc", "limit=0"])
+def test_listing_with_bad_paging_parameters(pair: dict[str, str], query: str) -> None:
+    _agree(pair, "GET", f"/models?{query}")

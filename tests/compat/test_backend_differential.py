@@ -73,7 +73,7 @@ class Probe(BaseHandler):
             return [{"idx": 0}]
         headers = context.get_all_request_header(0)
         picked = {k: headers.get(k) for k in ("X-Custom", "x-custom", "x-lower", "explain", "url_path", "body",
-                                               "field1", "file2")}
+                                               "field1", "file2", "foo", "n", "model_name")}
         return [{"row": {k: _plain(v) for k, v in row.items()}, "headers": picked} for row in data]
 """
 
@@ -115,6 +115,16 @@ INFERENCE_CASES: list[tuple[str, str, str, bytes, dict[str, str]]] = (
         ("url_path", "POST", "/predictions/probe/1.0/extra/seg", b"{}", {"Content-Type": "application/json"}),
         ("query_dropped", "POST", "/predictions/probe?foo=bar&n=1", b'{"q": 1}', {"Content-Type": "application/json"}),
         ("put", "PUT", "/predictions/probe", b'{"p": 1}', {"Content-Type": "application/json"}),
+        ("delete", "DELETE", "/predictions/probe", b'{"d": 1}', {"Content-Type": "application/json"}),
+        ("legacy_predict", "POST", "/probe/predict?foo=bar&n=1", b'{"a": 1}', {"Content-Type": "application/json"}),
+        (
+            "invocations",
+            "POST",
+            "/invocations?model_name=probe&foo=bar",
+            b'{"a": 1}',
+            {"Content-Type": "application/json"},
+        ),
+        ("invocations_get", "GET", "/invocations?model_name=probe&foo=bar", b"", {}),
         (
             "multipart",
             "POST",

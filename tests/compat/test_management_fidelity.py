@@ -145,3 +145,8 @@ def test_scale_status_names_the_version(pair: dict[str, str]) -> None:
 @pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "next_page_token=abc", "limit=0"])
 def test_listing_with_bad_paging_parameters(pair: dict[str, str], query: str) -> None:
     _agree(pair, "GET", f"/models?{query}")
+
+
+def test_the_servers_json_answers_say_application_json_exactly(pair: dict[str, str]) -> None:
+    types = {name: http("GET", f"{base}/models")[2].get("content-type") for name, base in pair.items()}
+    assert types["ours"] == types["ts"] == "application/json"

@@ -29,9 +29,10 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 def json_response(payload: Any, status: int = 200, request_id: str | None = None) -> web.Response:
     """Pretty JSON with a trailing newline, as TorchServe's management and status answers."""
-    headers = {**NO_CACHE, "x-request-id": request_id or str(uuid.uuid4())}
+    # "application/json" exactly, as TorchServe sends it: aiohttp's text= would add "; charset=utf-8".
+    headers = {**NO_CACHE, "x-request-id": request_id or str(uuid.uuid4()), "Content-Type": "application/json"}
     body = json.dumps(payload, indent=2) + "\n"
-    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+    return web.Response(body=body.encode("utf-8"), status=status, headers=headers)
 
 
 async def read_body(request: web.Request, timeout: float) -> bytes:

@@ -15,7 +15,7 @@ from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response, read_body
 from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
-from ts_notebook.handler.payload import Request, make_request
+from ts_notebook.handler.payload import Request, decode_value, make_request
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -61,7 +61,7 @@ def routes(backend: Backend) -> list[web.RouteDef]:
             backend, request, request.match_info["model"], request.match_info.get("version"), False, None
         )
 
-    methods = ("POST", "PUT", "GET")
+    methods = ("POST", "PUT", "GET", "DELETE")
     table = [
         web.get("/ping", ping),
         web.get("/api-description", describe_api),
@@ -69,6 +69,7 @@ def routes(backend: Backend) -> list[web.RouteDef]:
         web.post("/v1/models/{target}", v1),
         web.post("/v2/models/{model}/infer", v2),
         web.post("/v2/models/{model}/versions/{version}/infer", v2),
+        *_legacy_routes(backend),
     ]
     for prefix, explain in (("/predictions", False), ("/explanations", True)):
         for method in methods:
@@ -78,6 +79,25 @@ def routes(backend: Backend) -> list[web.RouteDef]:
                 web.route(method, f"{prefix}/{{model}}/{{version}}/{{tail:.+}}", endpoint(explain)),
             ]
     return table
+
+
+def _legacy_routes(backend: Backend) -> list[web.RouteDef]:
+    """TorchServe's older inference routes: ``POST /{model}/predict`` and ``/invocations?model_name=``."""
+
+    async def legacy_predict(request: web.Request) -> web.StreamResponse:
+        return await predict(backend, request, request.match_info["model"], None, False, None, legacy=True)
+
+    async def invocations(request: web.Request) -> web.StreamResponse:
+        name = request.query.get("model_name")
+        if not name:
+            raise ApiError(400, "BadRequestException", "Parameter model_name is required.")
+        return await predict(backend, request, name, None, False, None, legacy=True)
+
+    return [
+        web.route("POST", "/invocations", invocations),
+        web.route("GET", "/invocations", invocations),
+        web.post("/{model}/predict", legacy_predict),
+    ]
 
 
 def _health(backend: Backend) -> web.Response:
@@ -100,8 +120,24 @@ def _shape(request: web.Request, body: bytes, explain: bool, url_path: str | Non
     return shaped
 
 
+def _shape_legacy(request: web.Request, body: bytes) -> Request:
+    """TorchServe's legacy routes (``/{model}/predict``, ``/invocations``): the query's parameters come
+    first in the row, as bytes fields, and the frontend adds no ``explain`` or ``url_path`` header."""
+    shaped = _shape(request, body, False, None)
+    shaped.headers.pop("explain", None)
+    fields = {k: decode_value(v.encode("utf-8"), "") for k, v in request.query.items()}
+    headers = {**{k: {"content-type": ""} for k in fields}, **shaped.headers}
+    return Request({**fields, **shaped.row}, headers, shaped.request_id)
+
+
 async def predict(
-    backend: Backend, request: web.Request, name: str, version: str | None, explain: bool, url_path: str | None
+    backend: Backend,
+    request: web.Request,
+    name: str,
+    version: str | None,
+    explain: bool,
+    url_path: str | None,
+    legacy: bool = False,
 ) -> web.StreamResponse:
     start = time.perf_counter()
     request_id = str(uuid.uuid4())
@@ -110,7 +146,7 @@ async def predict(
     dispatcher = backend.dispatcher(mv)
     if not dispatcher.accepting():
         raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
-    shaped = _shape(request, body, explain, url_path)
+    shaped = _shape_legacy(request, body) if legacy else _shape(request, body, explain, url_path)
     try:
         job = dispatcher.submit(request_id, shaped.row, shaped.headers)
     except asyncio.QueueFull:

@@ -83,6 +83,8 @@ class Backend:
                 "/explanations/{model_name}",
                 "/v1/models/{model_name}:predict",
                 "/v2/models/{model_name}/infer",
+                "/{model_name}/predict",
+                "/invocations",
                 "/api-description",
             ],
             "management": [
@@ -102,7 +104,13 @@ class Backend:
         }[which]
         return {
             "openapi": "3.0.1",
-            "info": {"title": "TorchServe APIs (ts_notebook embedded backend)", "version": __version__},
+            # TorchServe's own info block (clients key on its title); who really answers is said apart.
+            "info": {
+                "title": "TorchServe APIs",
+                "description": "TorchServe is a flexible and easy to use tool for serving deep learning models",
+                "version": "0.12.0",
+            },
+            "x-server": {"name": "ts_notebook embedded backend", "version": __version__},
             "paths": {p: {} for p in paths},
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,37 @@ def test_existing_archive_needs_force(assets: Path, tmp_path: Path) -> None:
     )
 
 
-def test_export_path_must_exist(assets: Path, tmp_path: Path) -> None:
-    msg = fails(tmp_path, "m", "1", str(assets / "func_handler.py"), export_path=tmp_path / "nonexistent_dir")
-    assert msg.startswith(f"--export-path {tmp_path}/nonexistent_dir is not a folder. Create it first")
+def test_export_path_that_is_a_file(assets: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ArchiveError) as err:
+        build_archive("m", "1", str(assets / "func_handler.py"), export_path=tmp_path / "afile")
+    assert (
+        str(err.value)
+        == f"--export-path {tmp_path}/afile is a file, not a folder: point it to a folder for the archive."
+    )
+
+
+def test_a_missing_export_path_is_created_with_a_warning(assets: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir"
+    info = build_archive("m", "1", str(assets / "func_handler.py"), export_path=out)
+    assert info.path == out / "m.mar" and info.path.is_file()
+    assert f"--export-path {out} does not exist: it is created for this archive" in info.warnings
+
+
+def test_a_failed_write_removes_the_export_path_it_made(assets: Path, tmp_path: Path) -> None:
+    from ts_notebook.archive import ArchiveSpec, plan_archive, write_plan
+
+    weights = tmp_path / "w.pth"
+    shutil.copy(assets / "tiny_state.pth", weights)
+    plan = plan_archive(
+        ArchiveSpec(
+            "m", "1", str(assets / "handler.py"), serialized_file=str(weights), export_path=tmp_path / "a" / "b"
+        )
+    )
+    weights.unlink()  # gone between the checks and the write
+    with pytest.raises(ArchiveError, match="Nothing was written"):
+        write_plan(plan)
+    assert not (tmp_path / "a").exists()
 
 
 def test_version_is_required(assets: Path, tmp_path: Path) -> None:

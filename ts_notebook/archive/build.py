@@ -39,6 +39,7 @@ class BuildPlan:
     manifest: Manifest
     force: bool
     warnings: tuple[str, ...]
+    create_dir: Path | None = None  # a missing --export-path, made when the archive is written
 
     @property
     def total_bytes(self) -> int:
@@ -83,6 +84,10 @@ def plan_archive(spec: ArchiveSpec) -> BuildPlan:
     target = _check_target(spec)
     layout: Layout = {}
     warnings: list[str] = []
+    create_dir = None
+    if not target.parent.exists():  # torch-model-archiver makes a missing export path, and says so
+        create_dir = target.parent
+        warnings.append(f"--export-path {create_dir} does not exist: it is created for this archive")
     search: tuple[Path, ...] = ()
     if spec.model_path is not None:
         add_model_path(Path(spec.model_path), layout)
@@ -113,7 +118,7 @@ def plan_archive(spec: ArchiveSpec) -> BuildPlan:
         config_file=spec.config_file,
         runtime=spec.runtime,
     )
-    return BuildPlan(target, spec.archive_format, layout, manifest, spec.force, tuple(warnings))
+    return BuildPlan(target, spec.archive_format, layout, manifest, spec.force, tuple(warnings), create_dir)
 
 
 def _check_target(spec: ArchiveSpec) -> Path:
@@ -126,10 +131,8 @@ def _check_target(spec: ArchiveSpec) -> Path:
     if spec.runtime not in RUNTIMES:
         raise ArchiveError(f"--runtime {spec.runtime!r} is not one of {', '.join(RUNTIMES)}.")
     export = Path(spec.export_path) if spec.export_path is not None else Path.cwd()
-    if not export.is_dir():
-        raise ArchiveError(
-            f"--export-path {export} is not a folder. Create it first (mkdir -p {export}) or point to an existing one."
-        )
+    if export.exists() and not export.is_dir():
+        raise ArchiveError(f"--export-path {export} is a file, not a folder: point it to a folder for the archive.")
     target = export / f"{spec.model_name}{SUFFIXES[spec.archive_format]}"
     if target.exists() and not spec.force:
         raise ArchiveError(
@@ -156,6 +159,7 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
     target = plan.target
     parent = target.parent
     tmp: Path | None = None
+    made = _make_export_dir(plan)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
         staged = tmp / target.name
@@ -168,6 +172,9 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
             write_zip(staged, plan.layout, manifest, store=plan.archive_format == "zip-store", progress=progress)
         _move_into_place(staged, target, tmp)
     except OSError as exc:
+        if made is not None:  # nothing left behind: not even the folder this build made
+            shutil.rmtree(made, ignore_errors=True)
+            tmp = None
         raise ArchiveError(
             f"could not write {target}: {exc}. Nothing was written; free space or fix permissions and retry."
         ) from exc
@@ -175,6 +182,20 @@ def write_plan(plan: BuildPlan, progress: Progress | None = None) -> ArchiveInfo
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return open_archive(target, plan.warnings)
+
+
+def _make_export_dir(plan: BuildPlan) -> Path | None:
+    """Make a missing export path; the topmost folder made, to remove if the write fails."""
+    if plan.create_dir is None or plan.create_dir.exists():
+        return None
+    top = plan.create_dir
+    while not top.parent.exists():
+        top = top.parent
+    try:
+        plan.create_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise ArchiveError(f"--export-path {plan.create_dir} could not be created: {exc}") from exc
+    return top
 
 
 def _move_into_place(staged: Path, target: Path, tmp: Path) -> None:

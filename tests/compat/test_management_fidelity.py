@@ -19,6 +19,11 @@ from .embedded import EmbeddedBackend, http
 pytestmark = pytest.mark.compat
 
 ECHO = "def handle(data, context):\n    return [1 for _ in data] if data else None\n"
+OOM = (
+    "class Oom:\n    def initialize(self, context):\n        if context.model_name == 'oominit':\n"
+    "            raise MemoryError('no room')\n\n    def handle(self, data, context):\n"
+    "        raise MemoryError('no room for the batch')\n"
+)
 BADINIT = (
     "class Bad:\n    def initialize(self, context):\n        raise RuntimeError('boom')\n\n"
     "    def handle(self, data, context):\n        return data\n"
@@ -26,16 +31,14 @@ BADINIT = (
 
 
 @pytest.fixture(scope="module")
-def pair(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Management URLs of a TorchServe and of ours, both with default_workers_per_model=1 and the
-    same archives in their stores (echo, badinit)."""
+def servers(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, str]]]:
+    """(inference, management) URLs of a TorchServe and of ours, both with default_workers_per_model=1
+    and the same archives in their stores (echo, badinit, oom)."""
     folder = tmp_path_factory.mktemp("fidelity-src")
-    (folder / "echo.py").write_text(ECHO)
-    (folder / "badinit.py").write_text(BADINIT)
-    archives = [
-        build_archive("echo", "1.0", str(folder / "echo.py"), export_path=folder).path,
-        build_archive("badinit", "1.0", str(folder / "badinit.py"), export_path=folder).path,
-    ]
+    archives = []
+    for name, code in (("echo", ECHO), ("badinit", BADINIT), ("oom", OOM)):
+        (folder / f"{name}.py").write_text(code)
+        archives.append(build_archive(name, "1.0", str(folder / f"{name}.py"), export_path=folder).path)
     ts = TorchServe(ts_ref_venv, config={"default_workers_per_model": "1"}, startup_timeout=120)
     root = tmp_path_factory.mktemp("fidelity-ours")
     (root / "store").mkdir()
@@ -48,10 +51,16 @@ def pair(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     try:
         ts.start()
-        yield {"ts": ts.management_url, "ours": ours.management_url}
+        yield {"ts": (ts.inference_url, ts.management_url), "ours": (ours.inference_url, ours.management_url)}
     finally:
         ts.stop()
         ours.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(servers: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The management URLs."""
+    return {name: urls[1] for name, urls in servers.items()}
 
 
 def _both(pair: dict[str, str], method: str, path: str, body: bytes | None = None, ctype: str = "") -> dict[str, Any]:
@@ -150,3 +159,27 @@ def test_listing_with_bad_paging_parameters(pair: dict[str, str], query: str) ->
 def test_the_servers_json_answers_say_application_json_exactly(pair: dict[str, str]) -> None:
     types = {name: http("GET", f"{base}/models")[2].get("content-type") for name, base in pair.items()}
     assert types["ours"] == types["ts"] == "application/json"
+
+
+@pytest.mark.parametrize("name", ["bad name!", "-dash", "ok.name_1-x"])
+def test_model_names_on_registration(pair: dict[str, str], name: str) -> None:
+    from urllib.parse import quote
+
+    answers = _both(pair, "POST", f"/models?url=echo.mar&model_name={quote(name)}&initial_workers=0")
+    try:
+        assert answers["ours"] == answers["ts"], answers
+    finally:
+        for base in pair.values():
+            http("DELETE", f"{base}/models/{quote(name)}")
+
+
+def test_out_of_memory_in_initialize_and_in_handle(servers: dict[str, tuple[str, str]], pair: dict[str, str]) -> None:
+    register = _both(pair, "POST", "/models?url=oom.mar&model_name=oominit&initial_workers=1&synchronous=true")
+    _both(pair, "DELETE", "/models/oominit")
+    assert register["ours"][0] == register["ts"][0], register
+    _agree(pair, "POST", "/models?url=oom.mar&model_name=oom&initial_workers=1&synchronous=true")
+    try:
+        answers = {n: http("POST", f"{inf}/predictions/oom", b"{}")[:2] for n, (inf, _) in servers.items()}
+        assert answers["ours"] == answers["ts"], answers
+    finally:
+        _agree(pair, "DELETE", "/models/oom")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ts_notebook.backend.dispatcher import Dispatcher, Job
 
 
+OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
+
+
 class WorkerDied(Exception):
     """The worker's process ended while a batch or a swap waited for it."""
 
@@ -27,6 +30,11 @@ class WorkerLoadError(BackendError):
     def __init__(self, message: str, failure: LoadFailure | None = None) -> None:
         super().__init__(message)
         self.failure = failure
+
+    @property
+    def out_of_memory(self) -> bool:
+        """A MemoryError, or torch's (CUDA) OutOfMemoryError, stopped the load."""
+        return self.failure is not None and self.failure.error.split(":", 1)[0] in OUT_OF_MEMORY
 
 
 @dataclass(eq=False)

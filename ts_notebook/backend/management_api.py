@@ -105,7 +105,7 @@ class ManagementApi:
         except WorkerLoadError as exc:
             mv.settings.min_workers = mv.settings.max_workers = 0
             raise ApiError(
-                500,
+                507 if exc.out_of_memory else 500,  # TorchServe's "insufficient storage" for a MemoryError
                 "InternalServerException",
                 f"Failed to start workers for model {mv.name} version: {mv.version}. Cause: {exc}",
             ) from exc

@@ -304,6 +304,8 @@ def _predict(worker: Worker, served: Served, message: Predict) -> Result:
         error = ErrorInfo(503, str(exc))
     except BaseException as exc:
         error = _prediction_failed(worker, exc, Path(served.generation.model_dir))
+        if type(exc).__name__ in ("MemoryError", "OutOfMemoryError"):  # TorchServe: 507 "Out of resources"
+            error = dataclasses.replace(error, code=507, message="Out of resources")
     finally:
         worker.request_id = None
         sys.stdout.flush()

@@ -24,6 +24,11 @@ OOM = (
     "            raise MemoryError('no room')\n\n    def handle(self, data, context):\n"
     "        raise MemoryError('no room for the batch')\n"
 )
+DESCRIBED = (
+    "from ts.torch_handler.base_handler import BaseHandler\n\n\nclass Described(BaseHandler):\n"
+    "    def initialize(self, context):\n        self.context = context\n        self.initialized = True\n\n"
+    "    def describe_handle(self):\n        return {'labels': ['cat', 'dog'], 'size': 2}\n"
+)
 BADINIT = (
     "class Bad:\n    def initialize(self, context):\n        raise RuntimeError('boom')\n\n"
     "    def handle(self, data, context):\n        return data\n"
@@ -36,7 +41,7 @@ def servers(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     and the same archives in their stores (echo, badinit, oom)."""
     folder = tmp_path_factory.mktemp("fidelity-src")
     archives = []
-    for name, code in (("echo", ECHO), ("badinit", BADINIT), ("oom", OOM)):
+    for name, code in (("echo", ECHO), ("badinit", BADINIT), ("oom", OOM), ("described", DESCRIBED)):
         (folder / f"{name}.py").write_text(code)
         archives.append(build_archive(name, "1.0", str(folder / f"{name}.py"), export_path=folder).path)
     ts = TorchServe(ts_ref_venv, config={"default_workers_per_model": "1"}, startup_timeout=120)
@@ -79,7 +84,7 @@ def _both(pair: dict[str, str], method: str, path: str, body: bytes | None = Non
 
 def _agree(pair: dict[str, str], method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
     answers = _both(pair, method, path, body, ctype)
-    assert answers["ours"] == answers["ts"], answers
+    assert answers["ours"] == answers["ts"], json.dumps(answers)[:3000]
     return answers["ts"]
 
 
@@ -183,3 +188,13 @@ def test_out_of_memory_in_initialize_and_in_handle(servers: dict[str, tuple[str,
         assert answers["ours"] == answers["ts"], answers
     finally:
         _agree(pair, "DELETE", "/models/oom")
+
+
+def test_describe_with_customized_metadata(pair: dict[str, str]) -> None:
+    _agree(pair, "POST", "/models?url=described.mar&initial_workers=1&synchronous=true")
+    try:
+        status, body = _agree(pair, "GET", "/models/described?customized=true")
+        assert status == 200 and body[0]["customizedMetadata"] == {"labels": ["cat", "dog"], "size": 2}
+        _agree(pair, "GET", "/models/described?customized=false")
+    finally:
+        _agree(pair, "DELETE", "/models/described")

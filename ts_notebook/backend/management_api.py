@@ -4,6 +4,8 @@ unregister; plus ``/ts_notebook/...`` endpoints for the notebook (event record, 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -11,7 +13,7 @@ from aiohttp import web
 from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
 from ts_notebook.backend.notebook_api import NotebookApi
-from ts_notebook.backend.registry import ApiError
+from ts_notebook.backend.registry import ApiError, ModelVersion
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -121,7 +123,28 @@ class ManagementApi:
             versions = list(self.registry.models[name].values())
         else:
             versions = [self.registry.get(name, version)]
-        return json_response([mv.describe(self.backend.dispatcher(mv).snapshot()) for mv in versions])
+        described = [mv.describe(self.backend.dispatcher(mv).snapshot()) for mv in versions]
+        if _bool(request, "customized", False):
+            for mv, entry in zip(versions, described, strict=True):
+                entry["customizedMetadata"] = await self._customized(mv)
+        return json_response(described)
+
+    async def _customized(self, mv: ModelVersion) -> Any:
+        """What the handler's describe_handle returns, asked of a worker as TorchServe asks it: a request
+        with the ``describe: True`` header; the answer's JSON as a value (TorchServe embeds it), else text."""
+        dispatcher = self.backend.dispatcher(mv)
+        if not dispatcher.accepting():
+            raise ApiError(503, "ServiceUnavailableException", f'Model "{mv.name}" has no worker to describe it.')
+        job = dispatcher.submit(str(uuid.uuid4()), {"body": bytearray()}, {"describe": "True", "explain": "False"})
+        answer = await job.future
+        if answer.response is None:
+            message = answer.error.message if answer.error else "no answer"
+            raise ApiError(500, "InternalServerException", f"describe_handle failed: {message}")
+        text = answer.response.body.decode("utf-8", "replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
     async def scale(self, request: web.Request) -> web.Response:
         mv = self.registry.get(request.match_info["model"], request.match_info.get("version"))

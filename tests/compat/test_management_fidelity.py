@@ -44,6 +44,10 @@ def servers(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for name, code in (("echo", ECHO), ("badinit", BADINIT), ("oom", OOM), ("described", DESCRIBED)):
         (folder / f"{name}.py").write_text(code)
         archives.append(build_archive(name, "1.0", str(folder / f"{name}.py"), export_path=folder).path)
+    for version in ("2.0", "10.0"):  # the same model at other versions, as echo_2.0.mar and echo_10.0.mar
+        (folder / version).mkdir()
+        built = build_archive("echo", version, str(folder / "echo.py"), export_path=folder / version).path
+        archives.append(built.rename(folder / f"echo_{version}.mar"))
     ts = TorchServe(ts_ref_venv, config={"default_workers_per_model": "1"}, startup_timeout=120)
     root = tmp_path_factory.mktemp("fidelity-ours")
     (root / "store").mkdir()
@@ -198,3 +202,16 @@ def test_describe_with_customized_metadata(pair: dict[str, str]) -> None:
         _agree(pair, "GET", "/models/described?customized=false")
     finally:
         _agree(pair, "DELETE", "/models/described")
+
+
+def test_describe_all_lists_versions_in_torchserves_order(pair: dict[str, str]) -> None:
+    for url in ("echo_10.0.mar", "echo.mar", "echo_2.0.mar"):
+        _agree(pair, "POST", f"/models?url={url}&model_name=multi&initial_workers=0")
+    try:
+        status, body = _agree(pair, "GET", "/models/multi/all")
+        assert status == 200 and len(body) == 3
+        _agree(pair, "GET", "/models/multi")  # the default version
+    finally:
+        for version in ("1.0", "2.0"):
+            _both(pair, "DELETE", f"/models/multi/{version}")
+        _both(pair, "DELETE", "/models/multi")

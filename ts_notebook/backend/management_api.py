@@ -34,6 +34,11 @@ def _params(request: web.Request) -> dict[str, str]:
     return {**request.query, **body} if isinstance(body, dict) else dict(request.query)
 
 
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Versions in TorchServe's order: numerically part by part (1.0 < 2.0 < 10.0), text after numbers."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in version.split("."))
+
+
 def _bool(request: web.Request, key: str, default: bool) -> bool:
     raw = _params(request).get(key)
     return default if raw is None else raw.lower() == "true"
@@ -120,7 +125,7 @@ class ManagementApi:
         name, version = request.match_info["model"], request.match_info.get("version")
         if version == "all":
             self.registry.get(name)
-            versions = list(self.registry.models[name].values())
+            versions = sorted(self.registry.models[name].values(), key=lambda mv: version_key(mv.version))
         else:
             versions = [self.registry.get(name, version)]
         described = [mv.describe(self.backend.dispatcher(mv).snapshot()) for mv in versions]

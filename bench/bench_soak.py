@@ -19,7 +19,7 @@ from typing import Any
 import common
 from common import WORK, env_int
 from inputs import make_archive
-from live_phases import Clients, _latency
+from live_phases import Clients, latency_summary
 from machine import load_average, source_state
 from sampling import footprint
 from servers import OurServer, register, stage
@@ -75,14 +75,14 @@ def soak(server: OurServer, n: int, clients: int, disturb: bool, big: Any) -> di
         while any(t.is_alive() for t in load.threads):
             time.sleep(0.2)
     samples = load.samples
-    out["requests"], out["latency"] = len(samples), _latency(samples)
+    out["requests"], out["latency"] = len(samples), latency_summary(samples)
     out["failed"] = len([s for s in samples if s[2] != 200])
     out["error_bodies"] = sorted({b.decode("utf-8", "replace") for b in load.errors})[:5]
     out["rss_mb"] = {"before": rss_before, "after": _rss(server)}
     out["rss_growth"] = round(out["rss_mb"]["after"] / rss_before - 1, 4)
     if disturb:
         start, end = out["register_big"].pop("window")
-        out["during_registration"] = _latency([s for s in samples if start <= s[0] <= end])
+        out["during_registration"] = latency_summary([s for s in samples if start <= s[0] <= end])
     return out
 
 
@@ -100,8 +100,8 @@ def probe(server: OurServer, big: Any) -> dict[str, Any]:
     return {
         "status": status,
         "seconds": round(t1 - t0, 3),
-        "before": _latency(before),
-        "during": _latency(during),
+        "before": latency_summary(before),
+        "during": latency_summary(during),
         "max_during_ms": round(max((s[1] for s in during), default=0) * 1000, 3),
     }
 

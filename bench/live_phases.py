@@ -170,7 +170,7 @@ class Clients:
             t.join(70)
 
 
-def _latency(samples: list[tuple[float, float, int]]) -> dict[str, float]:
+def latency_summary(samples: list[tuple[float, float, int]]) -> dict[str, float]:
     ordered = sorted(s[1] * 1000 for s in samples)
     return {"n": len(ordered), "p50_ms": round(percentile(ordered, 50), 3), "p99_ms": round(percentile(ordered, 99), 3)}
 
@@ -200,9 +200,9 @@ def reload_under_load(mar: Path, reloads: int, workers: int, steady_s: float) ->
         samples = clients.samples
         out["failed"] = [{"status": s, "at_s": round(t - t_reloads, 3)} for t, _, s in samples if s != 200]
         out["requests"] = len(samples)
-        out["steady"] = _latency([x for x in samples if x[0] < t_reloads])
-        out["during_reloads"] = _latency([x for x in samples if t_reloads <= x[0] <= t_done])
-        out["after"] = _latency([x for x in samples if x[0] > t_done])
+        out["steady"] = latency_summary([x for x in samples if x[0] < t_reloads])
+        out["during_reloads"] = latency_summary([x for x in samples if t_reloads <= x[0] <= t_done])
+        out["after"] = latency_summary([x for x in samples if x[0] > t_done])
         out["reloads_wall_s"] = round(t_done - t_reloads, 3)
     finally:
         server.stop()

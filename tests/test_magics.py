@@ -54,15 +54,16 @@ for name in sys.argv[1:]:
 """
 
 
+NOTEBOOK_LAYER = ("ts_notebook.magics", "ts_notebook.widgets")  # the only packages that may import them
+
+
 def core_modules() -> list[str]:
-    """Every module of the package but the magics modules, the widgets and ``__main__`` modules
-    (importing those runs them)."""
+    """Every module of the package but the notebook layer's and ``__main__`` modules (importing those runs them)."""
     found = [m.name for m in pkgutil.walk_packages(ts_notebook.__path__, "ts_notebook.")]
     return ["ts_notebook"] + [
         name
         for name in found
-        if not name.rpartition(".")[2].endswith("magics")
-        and not (name == "ts_notebook.widgets" or name.startswith("ts_notebook.widgets."))
+        if not any(name == pkg or name.startswith(pkg + ".") for pkg in NOTEBOOK_LAYER)
         and not name.endswith("__main__")
     ]
 

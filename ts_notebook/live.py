@@ -75,37 +75,32 @@ def serve_cell(
     except ServerError as exc:
         if exc.status != 404:
             raise
-        return _register(client, model, name, source, handler_path, store, archive, model_dir)
+        return _register(client, model, name, source, _first_url(model, handler_path, store, archive, model_dir))
     try:
         return LiveReload(model, client.reload_handler(model, source, f"{name}.py"))
     except ServerError as exc:
         raise reload_failed(exc) from None
 
 
-def _register(
-    client: Client,
-    model: str,
-    name: str,
-    source: str,
-    handler_path: Path,
-    store: Path,
-    archive: str | None,
-    model_dir: str | None,
-) -> LiveReload:
+def _first_url(model: str, handler_path: Path, store: Path, archive: str | None, model_dir: str | None) -> str:
+    """What an unregistered MODEL is registered from: the cell's ``--archive``, or the cell and (if
+    given) the ``--model-dir`` files built as a no-archive model in ``store``."""
     if archive is not None:
-        url = str(Path(archive).resolve())
-    else:  # the cell and (if given) the model folder's files, as a no-archive model in the store
-        store.mkdir(parents=True, exist_ok=True)
-        info = build_archive(
-            model,
-            "1.0",
-            str(handler_path),
-            model_path=model_dir,
-            archive_format="no-archive",
-            export_path=store,
-            force=True,
-        )
-        url = str(info.path)
+        return str(Path(archive).resolve())
+    store.mkdir(parents=True, exist_ok=True)
+    info = build_archive(
+        model,
+        "1.0",
+        str(handler_path),
+        model_path=model_dir,
+        archive_format="no-archive",
+        export_path=store,
+        force=True,
+    )
+    return str(info.path)
+
+
+def _register(client: Client, model: str, name: str, source: str, url: str) -> LiveReload:
     client.register(url, model_name=model, initial_workers=0)
     try:
         report = client.reload_handler(model, source, f"{name}.py")

@@ -126,9 +126,12 @@ def test_in_place_swap_keeps_the_loaded_state(ip: InteractiveShell) -> None:
 
 def test_a_cell_that_fails_to_load_leaves_the_old_code_serving(ip: InteractiveShell) -> None:
     ip.run_cell_magic("handler", "echo --serve", cell("v1"))
+    run_dir = ip.find_magic("ts_serve").__self__.session.current().info.run_dir
+    generations = sorted((run_dir / "generations").rglob("MANIFEST.json"))
     broken = cell("v2", "\n        raise RuntimeError('weights missing')")
     with pytest.raises(UsageError) as err:
         ip.run_cell_magic("handler", "echo --serve", broken)
+    assert sorted((run_dir / "generations").rglob("MANIFEST.json")) == generations  # its folder is gone
     message = str(err.value)
     assert "did not load: RuntimeError: weights missing at echo.py, line 10, in initialize" in message
     assert "keeps serving" in message and "raise RuntimeError('weights missing')" in message

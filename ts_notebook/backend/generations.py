@@ -8,6 +8,7 @@ here reads or writes files: the backend runs them off its event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,8 +51,12 @@ def tree_digests(root: Path) -> dict[str, str]:
     return out
 
 
-def read_generation(model_dir: Path) -> Generation:
-    """The generation a model folder holds: its manifest, handler, model-config.yaml and content id."""
+def read_generation(model_dir: Path, gen_id: str | None = None) -> Generation:
+    """The generation a model folder holds: its manifest, handler, model-config.yaml and content id.
+
+    ``gen_id`` is given for a folder of the extraction cache: its name is already the hash of the
+    archive's content, so the files are not read and hashed a second time.
+    """
     manifest_file = model_dir / MANIFEST_PATH
     manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     model = manifest.setdefault("model", {})
@@ -59,8 +64,9 @@ def read_generation(model_dir: Path) -> Generation:
     yaml_config: dict[str, Any] = {}
     if config_name and (model_dir / config_name).is_file():
         yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
-    digests = tree_digests(model_dir)
-    gen_id = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()[:10]
+    if gen_id is None:
+        digests = tree_digests(model_dir)
+        gen_id = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()[:10]
     return Generation(gen_id, str(model_dir), manifest, str(model.get("handler", "")), yaml_config)
 
 
@@ -96,6 +102,27 @@ def with_handler(base: Generation, source: str, filename: str, root: Path) -> Ge
     """
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(_unique(root, ".staging"))
+    try:
+        generation = _stage(base, source, filename, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed one leaves nothing behind
+        raise
+    final = root / generation.gen_id
+    if final.exists():  # the same code again: that generation exists already
+        shutil.rmtree(staging, ignore_errors=True)
+        return read_generation(final)
+    os.replace(staging, final)
+    return dataclasses.replace(generation, model_dir=str(final))
+
+
+def discard(generation: Generation, root: Path) -> None:
+    """Remove a generation made under ``root`` that never served (its swap failed)."""
+    folder = Path(generation.model_dir)
+    if folder.parent == root:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stage(base: Generation, source: str, filename: str, staging: Path) -> Generation:
     shutil.copytree(
         base.model_dir,
         staging,
@@ -115,13 +142,7 @@ def with_handler(base: Generation, source: str, filename: str, root: Path) -> Ge
     manifest_file.parent.mkdir(parents=True, exist_ok=True)
     manifest_file.unlink(missing_ok=True)
     manifest_file.write_text(json.dumps(manifest, indent=2))
-    generation = read_generation(staging)
-    final = root / generation.gen_id
-    if final.exists():  # the same code again: that generation exists already
-        shutil.rmtree(staging, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-    return read_generation(final)
+    return read_generation(staging)
 
 
 def _unique(root: Path, suffix: str) -> str:

@@ -33,9 +33,9 @@ class WorkerStatus(enum.Enum):
 class Generation:
     """Which handler code and archive a model version's workers run.
 
-    ``gen_id`` is a short hash of every file in ``model_dir`` (handler code, weights, configs), so two
-    workers with the same id run the same thing. ``reusable`` names the previous generation whose
-    loaded state a worker may keep when only the handler file changed (see ``worker``).
+    ``gen_id`` is a short hash of the content (the archive's, for a registered or reloaded archive;
+    every file of ``model_dir``, for one made with a cell's handler), so two workers with the same id
+    run the same thing.
     """
 
     gen_id: str

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ts_notebook.archive.extract import extract_cached
 from ts_notebook.backend.dispatcher import SwapReport
-from ts_notebook.backend.generations import only_handler_changed, read_generation, with_handler
+from ts_notebook.backend.generations import discard, only_handler_changed, read_generation, with_handler
 from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
@@ -100,7 +101,7 @@ class NotebookApi:
             model_dir = await asyncio.to_thread(extract_cached, source, self.backend.registry.cache)
         except TsNotebookError as exc:
             raise ApiError(400, "ModelException", str(exc)) from exc
-        generation = await asyncio.to_thread(read_generation, model_dir)
+        generation = await asyncio.to_thread(read_generation, model_dir, model_dir.name[:10])
         return await self._swap(mv, generation)
 
     async def handler(self, request: web.Request) -> web.Response:
@@ -121,14 +122,18 @@ class NotebookApi:
         base = self.backend.dispatcher(mv).generation
         folder = self.backend.run_dir / "generations" / hashlib.sha256(mv.name.encode()).hexdigest()[:16]
         generation = await asyncio.to_thread(with_handler, base, source, filename, folder)
-        return await self._swap(mv, generation)
+        return await self._swap(mv, generation, made_in=folder)
 
-    async def _swap(self, mv: ModelVersion, generation: Generation) -> web.Response:
+    async def _swap(self, mv: ModelVersion, generation: Generation, made_in: Path | None = None) -> web.Response:
         dispatcher = self.backend.dispatcher(mv)
         in_place = await asyncio.to_thread(only_handler_changed, dispatcher.generation, generation)
         try:
             report = await dispatcher.swap(generation, in_place=in_place)
         except WorkerLoadError as exc:
+            if made_in is not None and not any(
+                w.generation.gen_id == generation.gen_id for w in dispatcher.workers.values()
+            ):
+                await asyncio.to_thread(discard, generation, made_in)  # the failed code leaves no folder
             failure = exc.failure
             raise _ReloadFailed(
                 f"The new handler for model {mv.name} version {mv.version} did not load: {exc}. "

@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from ts_notebook import rows
+from ts_notebook.stats import percentile
 
 STAGE_ORDER = ("queue", "transport", "preprocess", "inference", "postprocess", "handle", "latency")
 
@@ -24,13 +25,6 @@ def _cut(row: dict[str, Any], limit: int) -> tuple[dict[str, Any], bool]:
             value, cut = value[:limit], True
         out[key] = value
     return out, cut
-
-
-def percentile(ordered: list[float], p: float) -> float:
-    if not ordered:
-        return 0.0
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 class RequestRing:
@@ -104,7 +98,7 @@ class RequestRing:
                     stages.setdefault(stage, []).append(ms)
             table = {}
             for stage in sorted(stages, key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
-                values = sorted(stages[stage])
+                values = stages[stage]
                 table[stage] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
             out[name] = {"requests": len(ring), "stages": table}
         return out

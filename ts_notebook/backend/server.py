@@ -131,7 +131,8 @@ class Backend:
         """
         self.registry.add(mv)
         try:
-            generation = await asyncio.to_thread(read_generation, mv.model_dir)  # hashes every file: off the loop
+            # The extraction cache named the folder by the archive's content hash: that is its id.
+            generation = await asyncio.to_thread(read_generation, mv.model_dir, mv.model_dir.name[:10])
         except BaseException:
             self.registry.remove(mv.name, mv.version)
             raise

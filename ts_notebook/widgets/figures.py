@@ -9,18 +9,11 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from ts_notebook.stats import percentile
 from ts_notebook.widgets._base import esc
 from ts_notebook.widgets.stages import latency_plot
 
 WINDOW_S = 60.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 class FiguresView(widgets.VBox):

@@ -23,7 +23,7 @@ from ts_notebook.archive.cli import archiver_parser, plan_from_args
 from ts_notebook.archive.inspect import InspectReport
 from ts_notebook.errors import TsNotebookError
 from ts_notebook.handler.workspace import Workspace, requests_for_test
-from ts_notebook.serve_magics import SERVE_PARSER, ServeCommands, UsageParser, full_help, parse_or_help
+from ts_notebook.magics.serve import SERVE_PARSER, ServeCommands, UsageParser, full_help, parse_or_help
 from ts_notebook.session import ServingSession
 
 F = TypeVar("F", bound=Callable[..., Any])

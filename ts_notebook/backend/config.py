@@ -47,6 +47,10 @@ class Config:
     # seconds (also how long an idle keep-alive connection stays open), and a body that takes longer.
     ts_notebook_header_timeout: int = 5
     ts_notebook_body_timeout: int = 30
+    # TorchServe's metrics keys; our default mode is prometheus where TorchServe's is log (an empty /metrics).
+    metrics_mode: str = "prometheus"
+    model_metrics_auto_detect: bool = False
+    metrics_config: Path | None = None  # a metrics.yaml declaring model metrics (TorchServe's defaults if None)
 
     @staticmethod
     def host_port(address: str) -> tuple[str, int]:
@@ -103,6 +107,7 @@ def apply_properties(config: Config, props: dict[str, str]) -> None:
                 raise BackendError(f"config.properties: {key}={props[key]!r} is not a whole number.") from exc
     if "default_workers_per_model" in props:
         config.configured_default_workers = config.default_workers_per_model
+    _metrics_properties(config, props)
     for key in ("disable_token_authorization", "enable_model_api", "ts_notebook_stage_timings"):
         if key in props:
             setattr(config, key, _bool(props[key]))
@@ -112,6 +117,18 @@ def apply_properties(config: Config, props: dict[str, str]) -> None:
         config.models = [m.strip() for m in props["load_models"].split(",") if m.strip()]
     if "allowed_urls" in props:
         config.allowed_urls = [u.strip() for u in props["allowed_urls"].split(",") if u.strip()]
+
+
+def _metrics_properties(config: Config, props: dict[str, str]) -> None:
+    if "metrics_mode" in props:
+        mode = props["metrics_mode"].strip().lower()
+        if mode not in ("log", "prometheus"):
+            raise BackendError(f"config.properties: metrics_mode={props['metrics_mode']!r}: use log or prometheus.")
+        config.metrics_mode = mode
+    if "model_metrics_auto_detect" in props:
+        config.model_metrics_auto_detect = _bool(props["model_metrics_auto_detect"])
+    if props.get("metrics_config", "").strip():
+        config.metrics_config = Path(props["metrics_config"].strip())
 
 
 def parser() -> argparse.ArgumentParser:

@@ -112,6 +112,22 @@ def api_errors() -> Middleware:
     return middleware
 
 
+def status_counter(count: Callable[[int], None]) -> Middleware:
+    """Count every answer's status (TorchServe's Requests2XX/4XX/5XX cover both APIs, ping included)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            count(exc.status)
+            raise
+        count(response.status)
+        return response
+
+    return middleware
+
+
 def token_check(
     key: str | None, open_paths: tuple[str, ...] = ()
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:

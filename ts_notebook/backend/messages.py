@@ -57,6 +57,7 @@ class WorkerSpec:
     gpu_id: int | None
     threads: int
     time_stages: bool = True
+    metrics_config: str | None = None  # the metrics.yaml whose model metrics context.metrics declares
 
 
 @dataclass(frozen=True)

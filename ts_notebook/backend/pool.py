@@ -147,6 +147,7 @@ class WorkerPool:
         gpus: list[int] | None,
         planned: Callable[[], int] = lambda: 1,
         time_stages: bool = True,
+        metrics_config: str | None = None,
     ) -> None:
         self.sock_path = str(run_dir / "workers.sock")
         self.zygote = zygote
@@ -154,6 +155,7 @@ class WorkerPool:
         self.allowed_gpus = gpus
         self.planned = planned
         self.time_stages = time_stages
+        self.metrics_config = metrics_config
         self.workers: dict[str, WorkerHandle] = {}
         self._next_id = 9000
         self._gpu_turn = 0
@@ -213,6 +215,7 @@ class WorkerPool:
             worker.gpu_id,
             worker.threads,
             self.time_stages,
+            self.metrics_config,
         )
         start = time.perf_counter()
         try:

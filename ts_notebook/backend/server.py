@@ -19,7 +19,7 @@ from ts_notebook.backend.config import Config
 from ts_notebook.backend.dispatcher import Dispatcher
 from ts_notebook.backend.events import EventLog
 from ts_notebook.backend.generations import read_generation
-from ts_notebook.backend.httpkit import Keys, api_errors, token_check
+from ts_notebook.backend.httpkit import Keys, api_errors, status_counter, token_check
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.ipc import private_folder
 from ts_notebook.backend.lifeline import Lifeline
@@ -38,12 +38,18 @@ class Backend:
             raise ValueError("Config.run_dir is not set: give the backend a private run folder")
         self.run_dir = config.run_dir
         self.events = EventLog()
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.metrics_mode, config.model_metrics_auto_detect, config.metrics_config)
         self.registry = Registry(config.model_store, self.run_dir / "models", config.allowed_urls)
         self.zygote = zygote or Zygote(self.run_dir)
         self.zygote.on_refused = self._refused
         self.pool = WorkerPool(
-            self.run_dir, self.zygote, self._on_event, config.gpus, self._planned, config.ts_notebook_stage_timings
+            self.run_dir,
+            self.zygote,
+            self._on_event,
+            config.gpus,
+            self._planned,
+            config.ts_notebook_stage_timings,
+            str(config.metrics_config) if config.metrics_config else None,
         )
         self.dispatchers: dict[tuple[str, str], Dispatcher] = {}
         self.requests = RequestRing(config.ts_notebook_replay_count, config.ts_notebook_replay_body_bytes)
@@ -58,6 +64,9 @@ class Backend:
         if kind == "metric":
             self.metrics.handler_metric(str(fields.get("model")), fields.get("record") or {})
             return
+        if kind == "worker" and fields.get("status") == "READY":
+            name = f"W-{fields.get('worker')}-{fields.get('model')}_{fields.get('version')}"
+            self.metrics.worker_loaded(name, float(fields.get("load_ms") or 0.0))
         self.events.add(kind, **fields)
 
     def _refused(self, where: str) -> None:
@@ -168,6 +177,8 @@ class Backend:
 
     async def _serve(self, name: str, address: str, routes: list[web.RouteDef], key: str | None) -> None:
         middlewares: list[Any] = [api_errors(), token_check(key, open_paths=("/api-description",))]
+        if name != "metrics_address":
+            middlewares.insert(0, status_counter(self.metrics.http_status))
         app = web.Application(middlewares=middlewares, client_max_size=self.config.max_request_size)
         app.add_routes(routes)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.config.ts_notebook_header_timeout)
@@ -183,7 +194,8 @@ class Backend:
 
     async def _metrics_routes(self) -> list[web.RouteDef]:
         async def metrics(request: web.Request) -> web.Response:
-            return web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+            body = self.metrics.render(request.query.getall("name[]", []))
+            return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
 
         return [web.get("/metrics", metrics)]
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,14 +183,19 @@ def _enter(generation: Generation, previous: Generation | None = None) -> Path:
 def _load(worker: Worker, spec: WorkerSpec, generation: Generation) -> Served | LoadFailure:
     from ts_notebook.handler.context import Context
     from ts_notebook.handler.load import import_handler_module, resolve_entry_point
+    from ts_notebook.handler.metrics_cache import MetricsCache
 
     model_dir = _enter(generation)
+    metrics = MetricsCache(spec.metrics_config, spec.model_name)
+    metrics.initialize_cache()
+    metrics.set_request_ids(str(uuid.uuid4()))  # TorchServe tags what initialize reports with one id
     context = Context(
         spec.model_name,
         str(model_dir),
         generation.manifest,
         spec.batch_size,
         spec.gpu_id,
+        metrics=metrics,
         model_yaml_config=generation.model_yaml_config or {},
     )
     context.intermediate_responses = _Intermediate(worker)  # type: ignore[attr-defined]
@@ -311,6 +317,8 @@ def _predict(worker: Worker, served: Served, message: Predict) -> Result:
         sys.stdout.flush()
         sys.stderr.flush()
     handle_seconds = time.perf_counter() - start
+    if error is None and hasattr(context.metrics, "add_time"):  # TorchServe's service wrapper times handle
+        context.metrics.add_time("PredictionTime", round(handle_seconds * 1000, 2))
     metrics = getattr(context.metrics, "records", [])
     records = [vars(m).copy() for m in metrics]
     metrics.clear()

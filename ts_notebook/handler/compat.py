@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 
+_METRIC_TYPES = ("dimension", "metric_type_enum", "unit", "metric_cache_errors", "caching_metric", "metric_abstract")
+_METRIC_CACHES = ("metric_cache_abstract", "metric_cache_yaml_impl", "metrics_store")
 # alias -> module whose public names it re-exports (None: an empty package)
 ALIASES: dict[str, str | None] = {
     "ts": None,
@@ -27,6 +29,9 @@ ALIASES: dict[str, str | None] = {
     "ts.utils.util": "ts_notebook.handler.util",
     "ts.handler_utils": None,
     "ts.handler_utils.utils": "ts_notebook.handler.util",
+    "ts.metrics": None,
+    **{f"ts.metrics.{m}": "ts_notebook.handler.metrics_api" for m in _METRIC_TYPES},
+    **{f"ts.metrics.{m}": "ts_notebook.handler.metrics_cache" for m in _METRIC_CACHES},
 }
 # TorchServe's other built-in handlers, and what they need beyond torch.
 BUILTINS_NEEDING: dict[str, str] = {

@@ -8,7 +8,6 @@ handlers written for TorchServe run unchanged against it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 SERVER_VERSION = "0.12.0"
@@ -49,74 +48,13 @@ class RequestProcessor:
         return self._response_header.get(key)
 
 
-@dataclass
-class MetricRecord:
-    """One value a handler reported through ``context.metrics``."""
+def _default_metrics(model_name: str) -> Any:
+    """The cache a TorchServe worker gives a handler: the default model metrics declared."""
+    from ts_notebook.handler.metrics_cache import MetricsCache
 
-    name: str
-    value: float
-    unit: str
-    kind: str
-    idx: int | None = None
-    dimensions: list[Any] = field(default_factory=list)
-
-
-class MetricsRecorder:
-    """``context.metrics``: TorchServe's add_* calls, kept in order so a trace can show them."""
-
-    def __init__(self) -> None:
-        self.records: list[MetricRecord] = []
-        self.request_ids: Any = None
-
-    def set_request_ids(self, request_ids: Any) -> None:
-        self.request_ids = request_ids
-
-    def add_metric(
-        self,
-        name: str,
-        value: float,
-        unit: str = "",
-        idx: int | None = None,
-        dimensions: list[Any] | None = None,
-        metric_type: str = "counter",
-        **_: Any,
-    ) -> None:
-        self.records.append(MetricRecord(name, value, unit, str(metric_type), idx, list(dimensions or [])))
-
-    def add_counter(
-        self, name: str, value: float, idx: int | None = None, dimensions: list[Any] | None = None, **_: Any
-    ) -> None:
-        self.records.append(MetricRecord(name, value, "count", "counter", idx, list(dimensions or [])))
-
-    def add_time(
-        self,
-        name: str,
-        value: float,
-        idx: int | None = None,
-        unit: str = "ms",
-        dimensions: list[Any] | None = None,
-        **_: Any,
-    ) -> None:
-        self.records.append(MetricRecord(name, value, unit, "gauge", idx, list(dimensions or [])))
-
-    def add_size(
-        self,
-        name: str,
-        value: float,
-        idx: int | None = None,
-        unit: str = "MB",
-        dimensions: list[Any] | None = None,
-        **_: Any,
-    ) -> None:
-        self.records.append(MetricRecord(name, value, unit, "gauge", idx, list(dimensions or [])))
-
-    def add_percent(
-        self, name: str, value: float, idx: int | None = None, dimensions: list[Any] | None = None, **_: Any
-    ) -> None:
-        self.records.append(MetricRecord(name, value, "percent", "gauge", idx, list(dimensions or [])))
-
-    def add_error(self, name: str, value: Any, dimensions: list[Any] | None = None) -> None:
-        self.records.append(MetricRecord(name, 1, "error", "counter", None, [value, *(dimensions or [])]))
+    cache = MetricsCache(model_name=model_name)
+    cache.initialize_cache()
+    return cache
 
 
 class Context:
@@ -147,7 +85,7 @@ class Context:
         self.request_ids: dict[int, str] | None = None
         self._request_processor: list[RequestProcessor] | None = None
         self._limit_max_image_pixels = True
-        self._metrics: Any = metrics if metrics is not None else MetricsRecorder()
+        self._metrics: Any = metrics if metrics is not None else _default_metrics(model_name)
         self.model_yaml_config = model_yaml_config if model_yaml_config is not None else {}
         self.stopping_criteria: Any = None
         self.header_key_sequence_id = os.getenv("TS_REQUEST_SEQUENCE_ID", "ts_request_sequence_id")

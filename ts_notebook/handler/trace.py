@@ -21,9 +21,10 @@ from typing import Any
 
 from ts_notebook.errors import HandlerError
 from ts_notebook.handler.compat import ts_compat
-from ts_notebook.handler.context import Context, MetricRecord
+from ts_notebook.handler.context import Context
 from ts_notebook.handler.load import EntryPoint, Where, import_handler_module, locate
 from ts_notebook.handler.load import resolve_entry_point as _resolve
+from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.handler.payload import Request, batch_of
 from ts_notebook.handler.summary import summarize
 from ts_notebook.importing import dirs_on_path

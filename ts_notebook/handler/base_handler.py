@@ -9,15 +9,20 @@ Used when the ``torchserve`` package is not installed; handlers import it as
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import os
 import time
 from abc import ABC
 from pathlib import Path
 from typing import Any
 
-from ts_notebook.handler.util import list_classes_from_module, load_label_mapping
+from ts_notebook.handler.util import list_classes_from_module, load_label_mapping, timed
 
 logger = logging.getLogger(__name__)
+# torch.profiler exists in every torch we support; TorchServe's handlers test this name.
+PROFILER_AVAILABLE = importlib.util.find_spec("torch") is not None
+PROFILER_TRACES = "/tmp/pytorch_profiler"  # where TorchServe writes the traces (a folder per model)
 
 
 class BaseHandler(ABC):  # noqa: B024 - abstract in TorchServe too, with every method defaulted
@@ -94,18 +99,21 @@ class BaseHandler(ABC):  # noqa: B024 - abstract in TorchServe too, with every m
             model.load_state_dict(state_dict)
         return model
 
+    @timed
     def preprocess(self, data: Any) -> Any:
         """Default: the raw request list as a tensor (override it for real inputs)."""
         import torch
 
         return torch.as_tensor(data, device=self.device)
 
+    @timed
     def inference(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         import torch
 
         with torch.inference_mode():
             return self.model(data.to(self.device), *args, **kwargs)
 
+    @timed
     def postprocess(self, data: Any) -> Any:
         return data.tolist()
 
@@ -113,13 +121,43 @@ class BaseHandler(ABC):  # noqa: B024 - abstract in TorchServe too, with every m
         """preprocess -> inference -> postprocess (or describe / explain), timing it as HandlerTime."""
         start = time.time()
         self.context = context
-        if self._is_describe():
+        if os.environ.get("ENABLE_TORCH_PROFILER"):
+            self.manifest = self.manifest if self.manifest is not None else context.manifest
+            output, _ = self._infer_with_profiler(data)
+        elif self._is_describe():
             output = [self.describe_handle()]
         else:
             pre = self.preprocess(data)
             output = self.explain_handle(pre, data) if self._is_explain() else self.postprocess(self.inference(pre))
         context.metrics.add_time("HandlerTime", round((time.time() - start) * 1000, 2), None, "ms")
         return output
+
+    def _infer_with_profiler(self, data: Any) -> tuple[Any, Any]:
+        """The three stages under torch.profiler (CPU, and CUDA where there is one), each a named range;
+        a TensorBoard trace under /tmp/pytorch_profiler/<model> unless ``profiler_args`` says otherwise."""
+        import torch
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        args = self.profiler_args
+        if not args:
+            args["activities"] = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+            args["record_shapes"] = True
+        if "on_trace_ready" not in args:
+            name = ((self.manifest or {}).get("model") or {}).get("modelName", "")
+            args["on_trace_ready"] = torch.profiler.tensorboard_trace_handler(str(Path(PROFILER_TRACES) / name))
+        with profile(**args) as prof:
+            with record_function("preprocess"):
+                pre = self.preprocess(data)
+            if self._is_explain():
+                with record_function("explain"):
+                    output = self.explain_handle(pre, data)
+            else:
+                with record_function("inference"):
+                    output = self.inference(pre)
+                with record_function("postprocess"):
+                    output = self.postprocess(output)
+        logger.info(prof.key_averages().table(sort_by="cpu_time_total", row_limit=10))
+        return output, prof
 
     def explain_handle(self, data_preprocess: Any, raw_data: Any) -> Any:
         row = raw_data[0]

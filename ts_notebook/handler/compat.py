@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from types import ModuleType
 
 _METRIC_TYPES = ("dimension", "metric_type_enum", "unit", "metric_cache_errors", "caching_metric", "metric_abstract")
+_ENVELOPES = ("base", "body", "json", "kserve", "kservev2")
 _METRIC_CACHES = ("metric_cache_abstract", "metric_cache_yaml_impl", "metrics_store")
 # alias -> module whose public names it re-exports (None: an empty package)
 ALIASES: dict[str, str | None] = {
@@ -29,6 +30,10 @@ ALIASES: dict[str, str | None] = {
     "ts.utils.util": "ts_notebook.handler.util",
     "ts.handler_utils": None,
     "ts.handler_utils.utils": "ts_notebook.handler.util",
+    "ts.handler_utils.timer": "ts_notebook.handler.util",
+    "ts.handler_utils.micro_batching": "ts_notebook.handler.micro_batching",
+    "ts.torch_handler.request_envelope": None,
+    **{f"ts.torch_handler.request_envelope.{m}": "ts_notebook.handler.envelopes" for m in _ENVELOPES},
     "ts.metrics": None,
     **{f"ts.metrics.{m}": "ts_notebook.handler.metrics_api" for m in _METRIC_TYPES},
     **{f"ts.metrics.{m}": "ts_notebook.handler.metrics_cache" for m in _METRIC_CACHES},

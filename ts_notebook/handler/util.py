@@ -80,3 +80,64 @@ def send_intermediate_predict_response(
     if sink is None:
         raise RuntimeError("send_intermediate_predict_response needs a context from a ts_notebook runner or TorchServe")
     sink.append({"ret": ret, "req_id_map": dict(req_id_map), "message": message, "code": code})
+
+
+def get_yaml_config(yaml_file_path: str) -> Any:
+    """A YAML file's contents (safe loading: no Python objects)."""
+    import yaml
+
+    with open(yaml_file_path, encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+def import_class(class_name: str, module_prefix: str | None = None) -> Any:
+    """``"pkg.mod.Class"`` (or ``"mod.Class"`` under ``module_prefix``) -> the class; ImportError naming
+    what is missing."""
+    import importlib
+
+    if not class_name:
+        raise ImportError("class name is not defined")
+    module_name, _, name = class_name.rpartition(".")
+    if module_prefix:
+        module = importlib.import_module(f"{module_prefix}.{module_name}" if module_name else module_prefix)
+    elif module_name:
+        module = importlib.import_module(module_name)
+    else:
+        raise ImportError("module name is not defined.")
+    found = getattr(module, name, None)
+    if found is None:
+        raise ImportError(f"class:{name} not found in module:{module_name}.")
+    return found
+
+
+PT2_BACKENDS = (
+    "eager", "aot_eager", "inductor", "nvfuser", "aot_nvfuser", "aot_cudagraphs", "ofi", "fx2trt", "onnxrt",
+    "ipex", "torchxla_trace_once", "openvino", "tensorrt", "hpu_backend",
+)  # fmt: skip
+
+
+def check_valid_pt2_backend(backend: str) -> bool:
+    """True for a torch.compile backend TorchServe knows; a warning otherwise."""
+    if backend in PT2_BACKENDS:
+        return True
+    logger.warning("%s is not a supported backend", backend)
+    return False
+
+
+def timed(func: Any) -> Any:
+    """Add ``ts_handler_<method>`` (ms) to the metrics when model-config.yaml says ``handler: profile: true``."""
+    import functools
+    import time
+
+    @functools.wraps(func)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        context: Any = getattr(self, "context", None)
+        handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
+        if not handler_config.get("profile"):
+            return func(self, *args, **kwargs)
+        start = time.perf_counter()
+        result = func(self, *args, **kwargs)
+        context.metrics.add_time("ts_handler_" + func.__name__, (time.perf_counter() - start) * 1000)
+        return result
+
+    return wrapper

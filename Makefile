@@ -22,11 +22,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # Real TorchServe 0.12.0 and torch-model-archiver 0.12.0, isolated, for the compatibility suite.
-# pyyaml is an undeclared dependency of torchserve 0.12.0 (its workers die without it).
+# pyyaml is an undeclared dependency of torchserve 0.12.0 (its workers die without it); numpy is what its
+# KServe v2 envelope imports (KServe's images have it).
 $(TSVENV)/.installed: constraints.txt
 	$(PY) -m venv $(TSVENV)
 	$(TSPIP) torch==2.13.0
-	$(TSPIP) torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml
+	$(TSPIP) torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
 	touch $@
 
 # The oldest ipykernel we support (6.29) runs the widget, magic and dashboard tests too; the main venv has the newest.

@@ -19,7 +19,7 @@ from .embedded import EmbeddedBackend, http
 
 pytestmark = pytest.mark.compat
 
-HANDLER = '''
+HANDLER = """
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
@@ -50,7 +50,7 @@ class Metered(BaseHandler):
             out.append({"metric": m.get_metric("Hits", MetricTypes.COUNTER).metric_name,
                         "keys": sorted(k for k in m.cache_keys() if "Time" not in k)})
         return out
-'''
+"""
 # Families whose values depend on timing or on the machine; their names, types and labels still agree.
 TIMED = re.compile(
     r"^(ts_inference_latency|ts_queue_latency|QueueTime|WorkerThreadTime|WorkerLoadTime|PredictionTime|"
@@ -121,7 +121,7 @@ def test_metrics_api_answers_and_metrics_agree(metered: dict[str, tuple[str, str
     answers, expositions = {}, {}
     for server, (inference, metrics) in metered.items():
         answers[server] = [http("POST", f"{inference}/predictions/mh", b'{"a": 1}')[:2] for _ in range(3)]
-        status, body, headers = http("GET", f"{metrics}/metrics")
+        status, body, _ = http("GET", f"{metrics}/metrics")
         assert status == 200
         expositions[server] = body.decode()
     assert answers["ours"] == answers["ts"]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.compat
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHVISION_SKIP = "needs torchvision, which has no CPU wheel for this torch here"
-CONFTEST = f'''
+CONFTEST = f"""
 import importlib.abc
 import importlib.util
 import os
@@ -43,7 +43,7 @@ class SkipWithoutTorchvision(importlib.abc.MetaPathFinder):
 
 if importlib.util.find_spec("torchvision") is None:
     sys.meta_path.insert(0, SkipWithoutTorchvision())
-'''
+"""
 
 
 def _site_packages(venv: Path) -> Path:

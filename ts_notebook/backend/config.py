@@ -50,6 +50,7 @@ class Config:
     # TorchServe's metrics keys; our default mode is prometheus where TorchServe's is log (an empty /metrics).
     metrics_mode: str = "prometheus"
     model_metrics_auto_detect: bool = False
+    service_envelope: str | None = None  # body | json | kserve | kservev2: how workers unpack requests
     metrics_config: Path | None = None  # a metrics.yaml declaring model metrics (TorchServe's defaults if None)
 
     @staticmethod
@@ -127,6 +128,13 @@ def _metrics_properties(config: Config, props: dict[str, str]) -> None:
         config.metrics_mode = mode
     if "model_metrics_auto_detect" in props:
         config.model_metrics_auto_detect = _bool(props["model_metrics_auto_detect"])
+    envelope = props.get("service_envelope", "").strip()
+    if envelope:
+        from ts_notebook.handler.envelopes import ENVELOPES
+
+        if envelope not in ENVELOPES:
+            raise BackendError(f"config.properties: service_envelope={envelope!r}: use one of {', '.join(ENVELOPES)}.")
+        config.service_envelope = envelope
     if props.get("metrics_config", "").strip():
         config.metrics_config = Path(props["metrics_config"].strip())
 

@@ -58,6 +58,7 @@ class WorkerSpec:
     threads: int
     time_stages: bool = True
     metrics_config: str | None = None  # the metrics.yaml whose model metrics context.metrics declares
+    envelope: str | None = None  # service_envelope (body, json, kserve, kservev2)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ class WorkerPool:
         planned: Callable[[], int] = lambda: 1,
         time_stages: bool = True,
         metrics_config: str | None = None,
+        envelope: str | None = None,
     ) -> None:
         self.sock_path = str(run_dir / "workers.sock")
         self.zygote = zygote
@@ -156,6 +157,7 @@ class WorkerPool:
         self.planned = planned
         self.time_stages = time_stages
         self.metrics_config = metrics_config
+        self.envelope = envelope
         self.workers: dict[str, WorkerHandle] = {}
         self._next_id = 9000
         self._gpu_turn = 0
@@ -216,6 +218,7 @@ class WorkerPool:
             worker.threads,
             self.time_stages,
             self.metrics_config,
+            self.envelope,
         )
         start = time.perf_counter()
         try:

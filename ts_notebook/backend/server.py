@@ -50,6 +50,7 @@ class Backend:
             self._planned,
             config.ts_notebook_stage_timings,
             str(config.metrics_config) if config.metrics_config else None,
+            config.service_envelope,
         )
         self.dispatchers: dict[tuple[str, str], Dispatcher] = {}
         self.requests = RequestRing(config.ts_notebook_replay_count, config.ts_notebook_replay_body_bytes)

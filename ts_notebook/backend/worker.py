@@ -129,6 +129,7 @@ class Served:
     generation: Generation
     stages: dict[str, float] = field(default_factory=dict)  # the running batch's stage times
     timed: bool = True
+    envelope: str | None = None  # TorchServe's service_envelope: wraps handle for each batch
 
 
 def _limit_threads(threads: int) -> None:
@@ -204,7 +205,7 @@ def _load(worker: Worker, spec: WorkerSpec, generation: Generation) -> Served | 
         entry.initialize(context)
     except BaseException as exc:
         return _load_failure(worker, spec.model_name, exc, model_dir)
-    served = Served(entry, context, generation, timed=spec.time_stages)
+    served = Served(entry, context, generation, timed=spec.time_stages, envelope=spec.envelope)
     time_stages(served)
     return served
 
@@ -267,7 +268,7 @@ def _swap(worker: Worker, served: Served, generation: Generation) -> Served:
         return served
     served.context.system_properties["model_dir"] = str(model_dir)
     served.context.manifest = generation.manifest
-    new = Served(outcome, served.context, generation, timed=served.timed)
+    new = Served(outcome, served.context, generation, timed=served.timed, envelope=served.envelope)
     time_stages(new)
     worker.send(Swapped(generation.gen_id, True))
     return new
@@ -290,6 +291,7 @@ class _Intermediate(list[Any]):
 
 def _predict(worker: Worker, served: Served, message: Predict) -> Result:
     from ts_notebook.handler.context import RequestProcessor
+    from ts_notebook.handler.envelopes import wrap
     from ts_notebook.handler.util import PredictionException
 
     context, requests = served.context, message.requests
@@ -303,7 +305,8 @@ def _predict(worker: Worker, served: Served, message: Predict) -> Result:
     error: ErrorInfo | None = None
     start = time.perf_counter()
     try:
-        responses = _responses(served.entry.handle(data, context), len(requests), context)
+        handle = wrap(served.entry.handle, served.envelope) if served.envelope else served.entry.handle
+        responses = _responses(handle(data, context), len(requests), context)
     except PredictionException as exc:
         error = ErrorInfo(exc.error_code, exc.message)
     except _Fail as exc:

@@ -1,0 +1,157 @@
+"""The ``ts`` handler API under load, side by side: the same archives and requests to real TorchServe
+0.12.0 and to our backend, answers compared. Request envelopes chosen with ``service_envelope``
+(body, json, kserve, kservev2) and a handler built on ``MicroBatching`` serving concurrent batches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ts_notebook.archive import build_archive
+from ts_notebook.deploy.torchserve import TorchServe
+
+from .embedded import EmbeddedBackend, http
+
+pytestmark = pytest.mark.compat
+
+ENVELOPED = """
+def _flat(value):
+    return [x for item in value for x in _flat(item)] if isinstance(value, list) else [value]
+
+
+def handle(data, context):
+    if data is None:
+        return None
+    out = []
+    for row in data:
+        if isinstance(row, dict) and "datatype" in row:  # a KServe v2 input
+            out.append([x * 2 for x in _flat(row["data"])] if row["datatype"] != "BYTES" else [row["data"]])
+        elif isinstance(row, (bytes, bytearray)):
+            out.append(row.decode())
+        elif isinstance(row, list):
+            out.append(sum(_flat(row)))
+        else:
+            out.append(row)
+    return out
+"""
+MICRO = """
+import threading
+
+from ts.handler_utils.micro_batching import MicroBatching
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class Piped(BaseHandler):
+    def __init__(self):  # as TorchServe's example: the worker takes `handle` before initialize runs
+        super().__init__()
+        self.handle = MicroBatching(self)
+
+    def initialize(self, context):
+        self.initialized = True
+        self.context = context
+        self.handle.micro_batch_size = 2
+        self.handle.parallelism = {"preprocess": 2, "inference": 1}
+
+    def preprocess(self, data):
+        return [(row.get("body") or row.get("data"))["x"] for row in data]
+
+    def inference(self, data):
+        return [x * 10 for x in data]
+
+    def postprocess(self, data):
+        in_pipeline = self.handle.get_micro_batch_idx() is not None
+        return [{"y": y, "on_stage_thread": in_pipeline and threading.current_thread().name != "MainThread"}
+                for y in data]
+"""
+REQUESTS: dict[str, list[tuple[bytes, dict[str, str]]]] = {
+    "body": [(b"[1, 2, 3]", {}), (b'{"a": 1}', {})],
+    "json": [(b'{"instances": [[1, 2], [3, 4]]}', {}), (b'{"instances": [{"b64": "YQ=="}]}', {})],
+    "kserve": [(b'{"instances": [[1, 2], [3, 4], [5]]}', {}), (b'{"instances": [[1]]}', {"explain": "True"})],
+    "kservev2": [
+        (
+            b'{"id": "r1", "inputs": [{"name": "in0", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]},'
+            b' {"name": "in1", "shape": [3], "datatype": "INT64", "data": [1, 2, 3]}]}',
+            {},
+        ),
+        (b'{"id": "r2", "inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["hello"]}]}', {}),
+        (b'{"id": "r3", "inputs": [{"name": "f", "shape": [2], "datatype": "FP64", "data": [0.5, 1]}]}', {}),
+    ],
+}
+
+
+REGISTRATIONS = (
+    "url=enveloped.mar&initial_workers=1&synchronous=true",
+    "url=piped.mar&initial_workers=1&synchronous=true&batch_size=4&max_batch_delay=300",
+)
+
+
+def _archives(folder: Path) -> list[Path]:
+    (folder / "enveloped.py").write_text(ENVELOPED)
+    (folder / "piped.py").write_text(MICRO)
+    return [
+        build_archive("enveloped", "1.0", str(folder / "enveloped.py"), export_path=folder).path,
+        build_archive("piped", "1.0", str(folder / "piped.py"), export_path=folder).path,
+    ]
+
+
+@pytest.fixture(scope="module", params=[*REQUESTS, "none"])
+def pair(
+    request: pytest.FixtureRequest, ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """(envelope, {server: inference URL}) with both archives registered on both servers."""
+    folder = tmp_path_factory.mktemp("handler-api")
+    archives = _archives(folder)
+    props = {} if request.param == "none" else {"service_envelope": request.param}
+    ts = TorchServe(ts_ref_venv, config=props, startup_timeout=120)
+    root = tmp_path_factory.mktemp("handler-api-ours")
+    ours = EmbeddedBackend(root, "--disable-token-auth", "--enable-model-api", properties=props)
+    ts.store.mkdir(parents=True, exist_ok=True)
+    for archive in archives:
+        shutil.copy(archive, root / "store" / archive.name)
+        shutil.copy(archive, ts.store / archive.name)
+    try:
+        ts.start()
+        for base in (ts.management_url, ours.management_url):
+            for query in REGISTRATIONS:
+                status, body, _ = http("POST", f"{base}/models?{query}")
+                assert status == 200, body
+        yield request.param, {"ts": ts.inference_url, "ours": ours.inference_url}
+    finally:
+        ts.stop()
+        ours.stop()
+
+
+def test_envelopes_answer_as_in_torchserve(pair: tuple[str, dict[str, str]]) -> None:
+    envelope, urls = pair
+    if envelope == "none":
+        pytest.skip("this server runs without an envelope (the micro-batching case)")
+    answers = {}
+    for server, base in urls.items():
+        answers[server] = [
+            http("POST", f"{base}/predictions/enveloped", body, {"Content-Type": "application/json", **headers})[:2]
+            for body, headers in REQUESTS[envelope]
+        ]
+    assert answers["ours"] == answers["ts"], json.dumps({k: repr(v) for k, v in answers.items()})
+    assert all(status == 200 for status, _ in answers["ts"]), answers["ts"]
+
+
+def test_micro_batching_handler_answers_each_request_in_a_batch(pair: tuple[str, dict[str, str]]) -> None:
+    envelope, urls = pair
+    if envelope != "none":
+        pytest.skip("the micro-batching handler is compared on the server without an envelope")
+    answers = {}
+    for server, base in urls.items():
+
+        def one(x: int, base: str = base) -> tuple[int, bytes]:
+            body = json.dumps({"x": x}).encode()
+            return http("POST", f"{base}/predictions/piped", body, {"Content-Type": "application/json"})[:2]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers[server] = list(pool.map(one, range(8)))
+    assert answers["ours"] == answers["ts"]
+    assert [json.loads(body) for _, body in answers["ts"]] == [{"y": x * 10, "on_stage_thread": True} for x in range(8)]

@@ -25,6 +25,7 @@ from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
 from ts_notebook.backend.messages import Answer, ErrorInfo, Generation, Result, WireRequest, WorkerStatus
 from ts_notebook.backend.pool import WorkerPool
 from ts_notebook.backend.registry import ModelVersion, Settings
+from ts_notebook.backend.sequences import Sequences
 
 _BATCH_IDS = itertools.count(1)
 _DIED = ErrorInfo(500, "Worker died.")
@@ -72,6 +73,7 @@ class Dispatcher:
         self.target = 0
         self.retired = False
         self.below_min_since: float | None = time.monotonic()  # no worker yet at registration
+        self.sequences = Sequences(mv.settings) if mv.settings.sequence_batching else None
         self._lock = asyncio.Lock()  # one scale or swap at a time
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -106,7 +108,7 @@ class Dispatcher:
         """A read-only view for describe: workers as TorchServe shows them, and the queue."""
         return {
             "workers": [w.describe() for w in self.workers.values() if not w.drain.is_set()],
-            "queue": self.queue.qsize(),
+            "queue": self.queue.qsize() + (self.sequences.pending() if self.sequences else 0),
             "generation": self.generation.gen_id,
             "views": [w.view() for w in self.workers.values()],
         }
@@ -127,10 +129,24 @@ class Dispatcher:
 
         Raises:
             asyncio.QueueFull: the job queue holds ``job_queue_size`` requests already.
+            SequenceRefused: a stateful model has no room for this request's sequence.
         """
         job = Job(request_id, row, headers, asyncio.get_running_loop().create_future())
-        self.queue.put_nowait(job)
+        if self.sequences is not None:
+            self.sequences.route(job, [w.worker_id for w in self.current()])
+        else:
+            self.queue.put_nowait(job)
         return job
+
+    def _late(self, job: Job, now: float) -> bool:
+        """Past clientTimeoutInMills: TorchServe drops the answer and never replies; we reply 408."""
+        limit = self.settings.client_timeout_ms
+        if not limit or (now - job.enqueued) * 1000 <= limit:
+            return False
+        if not job.future.done():
+            message = f"No answer within clientTimeoutInMills ({limit} ms): the request was dropped."
+            job.future.set_result(Answer.failed(408, message, queue_seconds=max(0.0, now - job.enqueued)))
+        return True
 
     # -- workers -------------------------------------------------------------------------------
     def _background(self, coro: Any) -> None:
@@ -261,6 +277,7 @@ class Dispatcher:
     def worker_died(self, worker: WorkerHandle, expected: bool) -> None:
         """The pool saw the worker's process end: fail nothing more, replace it if it still counted."""
         self.workers.pop(worker.worker_id, None)
+        self._orphan(worker, _DIED)
         if worker.loop_task is not None and not worker.loop_task.done():
             worker.loop_task.cancel()
         if not expected:
@@ -318,7 +335,38 @@ class Dispatcher:
             if not job.future.done():
                 job.future.set_result(Answer(error=_DIED))
 
+    def _orphan(self, worker: WorkerHandle, error: ErrorInfo) -> None:
+        """A stateful worker is gone: its sequences close and their waiting requests get ``error``."""
+        for job in self.sequences.forget_worker(worker.worker_id) if self.sequences else []:
+            if not job.future.done():
+                job.future.set_result(Answer(error=error))
+
+    async def _serve_sequences(self, worker: WorkerHandle, sequences: Sequences) -> None:
+        """A stateful model's worker: each batch holds at most one request of each of its sequences."""
+        loop = asyncio.get_running_loop()
+        wakeup = sequences.wakeup(worker.worker_id)
+        while worker.status.live and not worker.drain.is_set():
+            stop = asyncio.ensure_future(worker.drain.wait())
+            ready = asyncio.ensure_future(wakeup.wait())
+            await asyncio.wait({stop, ready}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            ready.cancel()
+            taken: set[str] = set()
+            batch = sequences.take(worker.worker_id, self.settings.batch_size, taken)
+            deadline = loop.time() + self.settings.max_batch_delay / 1000
+            while batch and len(batch) < self.settings.batch_size and (left := deadline - loop.time()) > 0:
+                await asyncio.sleep(min(left, 0.005))  # other sequences' requests may still join
+                batch += sequences.take(worker.worker_id, self.settings.batch_size - len(batch), taken)
+            now = time.perf_counter()
+            batch = [job for job in batch if not job.future.done() and not self._late(job, now)]
+            if batch:
+                await self._run_batch(worker, batch)
+        self._orphan(worker, _DIED)
+
     async def _serve(self, worker: WorkerHandle) -> None:
+        if self.sequences is not None:
+            await self._serve_sequences(worker, self.sequences)
+            return
         loop = asyncio.get_running_loop()
         while worker.status.live and not worker.drain.is_set():
             first = await self._take(worker, None)
@@ -333,7 +381,8 @@ class Dispatcher:
                     break  # the delay ran out, or a drain: serve what the batch holds
                 batch.append(job)
                 worker.holding = len(batch)
-            batch = [job for job in batch if not job.future.done()]
+            now = time.perf_counter()
+            batch = [job for job in batch if not job.future.done() and not self._late(job, now)]
             if batch:
                 await self._run_batch(worker, batch)
             worker.holding = 0
@@ -383,8 +432,9 @@ class Dispatcher:
                 "model_yaml_config": worker.generation.model_yaml_config,
             },
         }
+        now = time.perf_counter()
         for i, job in enumerate(batch):
-            if job.future.done():
+            if job.future.done() or self._late(job, now):
                 continue
             queue_seconds = max(0.0, job.started - job.enqueued)
             if result is None:

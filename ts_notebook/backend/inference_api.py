@@ -15,6 +15,7 @@ from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response, read_body
 from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
+from ts_notebook.backend.sequences import SequenceRefused
 from ts_notebook.handler.payload import Request, decode_value, make_request
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ async def predict(
     shaped = _shape_legacy(request, body) if legacy else _shape(request, body, explain, url_path)
     try:
         job = dispatcher.submit(request_id, shaped.row, shaped.headers)
-    except asyncio.QueueFull:
+    except (asyncio.QueueFull, SequenceRefused):
         raise no_worker(name) from None
     try:
         answer, stream = await _answer(request, job, request_id)
@@ -164,7 +165,8 @@ async def predict(
         response: web.StreamResponse = stream
         status, sent = stream.status, final
     elif answer.error is not None:
-        error = ApiError(answer.error.code, "InternalServerException", answer.error.message)
+        kind = "RequestTimeoutException" if answer.error.code == 408 else "InternalServerException"
+        error = ApiError(answer.error.code, kind, answer.error.message)
         response = error_response(error, request_id)
         status, sent = error.code, error.message.encode()
     else:

@@ -49,6 +49,22 @@ class Settings:
     device_type: str = ""
     device_ids: list[int] = field(default_factory=list)
     job_queue_size: int = 100
+    client_timeout_ms: int = 0  # clientTimeoutInMills: a request not answered by then is dropped (0: never)
+    # Sequence batching (stateful models): a sequence's requests all go to one worker, in order.
+    sequence_batching: bool = False
+    max_num_sequence: int | None = None  # open sequences at once (TorchServe: 1 when stateful)
+    max_sequence_job_queue_size: int | None = None  # waiting requests per sequence (TorchServe: 1)
+    sequence_max_idle_ms: int = 0  # an idle sequence closes after this long (0: never)
+    sequence_timeout_ms: int = 0  # a sequence closes this long after it opened (0: never)
+
+    @property
+    def sequences_allowed(self) -> int:
+        return self.max_num_sequence if self.max_num_sequence is not None else int(self.sequence_batching)
+
+    @property
+    def sequence_queue_size(self) -> int:
+        given = self.max_sequence_job_queue_size
+        return given if given is not None else int(self.sequence_batching)
 
     @classmethod
     def from_yaml(cls, data: dict[str, Any], default_response_timeout: int, job_queue_size: int) -> Settings:
@@ -62,9 +78,16 @@ class Settings:
             ("startupTimeout", "startup_timeout"),
             ("maxRetryTimeoutInSec", "max_retry_timeout"),
             ("jobQueueSize", "job_queue_size"),
+            ("clientTimeoutInMills", "client_timeout_ms"),
+            ("maxNumSequence", "max_num_sequence"),
+            ("maxSequenceJobQueueSize", "max_sequence_job_queue_size"),
+            ("sequenceMaxIdleMSec", "sequence_max_idle_ms"),
+            ("sequenceTimeoutMSec", "sequence_timeout_ms"),
         ):
-            if isinstance(data.get(key), int):
+            if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
                 setattr(s, attr, data[key])
+        if isinstance(data.get("sequenceBatching"), bool):
+            s.sequence_batching = data["sequenceBatching"]
         if isinstance(data.get("deviceType"), str):
             s.device_type = data["deviceType"].lower()
         if isinstance(data.get("deviceIds"), list):
@@ -99,18 +122,18 @@ class ModelVersion:
             "responseTimeout": s.response_timeout,
             "startupTimeout": s.startup_timeout,
             "maxRetryTimeoutInSec": s.max_retry_timeout,
-            "clientTimeoutInMills": 0,
+            "clientTimeoutInMills": s.client_timeout_ms,
             "parallelType": "",
             "parallelLevel": 0,
             "deviceType": s.device_type or "cpu",
             "continuousBatching": False,
             "useJobTicket": False,
             "useVenv": False,
-            "stateful": False,
-            "sequenceMaxIdleMSec": 0,
-            "sequenceTimeoutMSec": 0,
-            "maxNumSequence": 0,
-            "maxSequenceJobQueueSize": 0,
+            "stateful": s.sequence_batching,
+            "sequenceMaxIdleMSec": s.sequence_max_idle_ms,
+            "sequenceTimeoutMSec": s.sequence_timeout_ms,
+            "maxNumSequence": s.sequences_allowed,
+            "maxSequenceJobQueueSize": s.sequence_queue_size,
             "loadedAtStartup": self.loaded_at_startup,
             "workers": serving["workers"],
             "jobQueueStatus": {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ts_notebook.backend.registry import ApiError
 
@@ -110,6 +110,25 @@ def api_errors() -> Middleware:
             return error_response(ApiError(500, "InternalServerException", f"{type(exc).__name__}: {exc}"))
 
     return middleware
+
+
+class _Bare:
+    """Send no Content-Type unless one was set: TorchServe answers a handler's output without one
+    (unless the handler set it), where aiohttp would add application/octet-stream."""
+
+    async def _prepare_headers(self) -> None:
+        had = hdrs.CONTENT_TYPE in self._headers  # type: ignore[attr-defined]
+        await super()._prepare_headers()  # type: ignore[misc]
+        if not had:
+            self._headers.pop(hdrs.CONTENT_TYPE, None)  # type: ignore[attr-defined]
+
+
+class BareResponse(_Bare, web.Response):
+    pass
+
+
+class BareStreamResponse(_Bare, web.StreamResponse):
+    pass
 
 
 def status_counter(count: Callable[[int], None]) -> Middleware:

@@ -12,7 +12,16 @@ from aiohttp import web
 
 from ts_notebook.backend.dispatcher import Job
 from ts_notebook.backend.events import preview
-from ts_notebook.backend.httpkit import NO_CACHE, NOT_ALLOWED, NOT_FOUND, error_response, json_response, read_body
+from ts_notebook.backend.httpkit import (
+    NO_CACHE,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    BareResponse,
+    BareStreamResponse,
+    error_response,
+    json_response,
+    read_body,
+)
 from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
 from ts_notebook.backend.sequences import SequenceRefused
@@ -248,14 +257,10 @@ async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[Answ
 
     async def write(chunk: tuple[bytes, str]) -> None:
         nonlocal stream
-        body, content_type = chunk
+        body, _ = chunk  # TorchServe streams without a Content-Type
         if stream is None:
-            headers = {
-                **NO_CACHE,
-                "x-request-id": request_id,
-                "Content-Type": content_type or "application/octet-stream",
-            }
-            stream = web.StreamResponse(status=200, headers=headers)
+            headers = {**NO_CACHE, "x-request-id": request_id}
+            stream = BareStreamResponse(status=200, headers=headers)
             stream.enable_chunked_encoding()
             await stream.prepare(request)
         await stream.write(body)
@@ -282,9 +287,10 @@ def _success(result: Response, request_id: str) -> web.Response:
     content_type = handler_headers.pop(set_by_handler[-1]) if set_by_handler else None
     for key in set_by_handler[:-1]:
         handler_headers.pop(key)
-    content_type = content_type or result.content_type or "application/octet-stream"
-    headers = {**NO_CACHE, "x-request-id": request_id, **handler_headers, "Content-Type": content_type}
-    return web.Response(body=result.body, status=int(result.status), reason=result.phrase or None, headers=headers)
+    headers = {**NO_CACHE, "x-request-id": request_id, **handler_headers}
+    if content_type:  # only what the handler set, as TorchServe (which sends none otherwise)
+        headers["Content-Type"] = content_type
+    return BareResponse(body=result.body, status=int(result.status), reason=result.phrase or None, headers=headers)
 
 
 def _body_preview(body: bytes, limit: int = 2000) -> str:

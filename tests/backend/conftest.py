@@ -23,6 +23,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build(store, "probe")
     build(store, "vers", "1.0")
     build(store, "vers", "2.0", subdir="v2")
+    # TorchServe finds a relative url by its last part in the store: version 2 gets a name of its own
+    (store / "v2" / "vers.mar").rename(store / "vers_2.0.mar")
     build(
         store,
         "cfg",

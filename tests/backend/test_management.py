@@ -154,13 +154,13 @@ def test_list_models_with_pagination(backend: Backend, models: Models) -> None:
 
 def test_versions_describe_set_default_and_unregister(backend: Backend, models: Models) -> None:
     models.register("vers.mar", "vers", initial_workers=1)
-    reply = models.register("v2/vers.mar", "vers", initial_workers=1)
+    reply = models.register("vers_2.0.mar", "vers", initial_workers=1)
     assert reply.body == status_body('Model "vers" Version: 2.0 registered with 1 initial workers')
 
     assert [d["modelVersion"] for d in backend.describe("vers")] == ["1.0"]  # the default version only
     assert [d["modelVersion"] for d in backend.describe("vers", "all")] == ["1.0", "2.0"]
     assert [d["modelVersion"] for d in backend.describe("vers", "2.0")] == ["2.0"]
-    assert backend.describe("vers", "2.0")[0]["modelUrl"] == "v2/vers.mar"
+    assert backend.describe("vers", "2.0")[0]["modelUrl"] == "vers_2.0.mar"
     reply = backend.mgmt("GET", "/models/nope")
     assert (reply.status, reply.body) == (404, error_body(404, "ModelNotFoundException", "Model not found: nope"))
     reply = backend.mgmt("GET", "/models/vers/7.7")

@@ -143,6 +143,14 @@ class ModelVersion:
         }
 
 
+def _model_root(folder: Path) -> Path:
+    """The folder holding MAR-INF: ``folder`` itself, or (as TorchServe looks) a folder inside it."""
+    if (folder / MANIFEST_PATH).is_file():
+        return folder
+    inner = sorted(p for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_PATH).is_file())
+    return inner[0] if inner else folder
+
+
 class Registry:
     """Models by name, each with versions and a default version."""
 
@@ -178,7 +186,8 @@ class Registry:
         if not candidate.is_absolute():
             if self.model_store is None:
                 raise ApiError(404, "ModelNotFoundException", f"Model not found at: {url}")
-            candidate = self.model_store / candidate
+            # TorchServe looks a relative url up in the store by its last part ("a/b" is the store's "b").
+            candidate = self.model_store / candidate.name
         if not candidate.exists():
             raise ApiError(404, "ModelNotFoundException", f"Model not found at: {url}")
         if not (candidate.is_file() or candidate.is_dir()):  # a device, FIFO or socket: never read
@@ -202,6 +211,7 @@ class Registry:
             model_dir = extract_cached(source, self.cache)
         except TsNotebookError as exc:
             raise ApiError(400, "ModelException", str(exc)) from exc
+        model_dir = _model_root(model_dir)
         manifest_file = model_dir / MANIFEST_PATH
         manifest: dict[str, Any] = {}
         if manifest_file.is_file():
@@ -212,7 +222,9 @@ class Registry:
             if not isinstance(manifest, dict):
                 raise ApiError(400, "ModelException", f"{url}: {MANIFEST_PATH} is not a JSON object")
         model = manifest.setdefault("model", {})
-        name = model_name or model.get("modelName") or source.name.split(".")[0]
+        name = model_name or model.get("modelName")
+        if not name:
+            raise ApiError(400, "InvalidModelException", "Model name is not defined.")
         version = str(model.get("modelVersion") or "1.0")
         config_name = model.get("configFile")
         yaml_config: dict[str, Any] = {}

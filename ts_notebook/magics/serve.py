@@ -140,6 +140,15 @@ def post_mortem(trace: Any) -> bool:
     return True
 
 
+def _local_model(spec: str) -> str:
+    """``NAME=PATH`` with PATH made absolute when it names a file or folder here (the notebook's folder);
+    otherwise as given, which the backend looks up in the model store as TorchServe does."""
+    name, sep, path = spec.rpartition("=")
+    if path and not Path(path).is_absolute() and Path(path).exists():
+        return f"{name}{sep}{Path(path).resolve()}"
+    return spec
+
+
 class ServeCommands:
     """The subcommands of ``%ts_serve``; mixed into the magics class, which owns ``session``."""
 
@@ -166,7 +175,7 @@ class ServeCommands:
         store.mkdir(parents=True, exist_ok=True)
         spec = launcher.LaunchSpec(
             store.resolve(),
-            list(args.models),
+            [_local_model(m) for m in args.models],
             Path(args.ts_config) if args.ts_config else None,
             args.gpus,
             args.workers,

@@ -57,8 +57,34 @@ def plan_from_args(args: Any) -> BuildPlan:
     return plan_archive(ArchiveSpec.from_args(args))
 
 
+def check_parser(prog: str = "ts-notebook-archive check") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Why won't it load? Every cause found, with its fix.")
+    p.add_argument("path", help="A .mar, .tar.gz or model folder.")
+    p.add_argument("--ts-config", help="The config.properties it will be served with (its settings are checked too).")
+    p.add_argument("--timeout", type=float, help="Seconds initialize may take (default: startupTimeout, 120).")
+    p.add_argument("--model-store", help="The model store it goes into (leftover archives of the same name).")
+    p.add_argument("--no-run", action="store_true", help="Only read the archive; do not run initialize.")
+    return p
+
+
+def check(argv: Sequence[str]) -> int:
+    """``ts-notebook-archive check PATH``: print the doctor's report; exit 1 when it found an error."""
+    from ts_notebook.doctor import diagnose
+
+    args = check_parser().parse_args(argv)
+    report = diagnose(
+        args.path, ts_config=args.ts_config, time_limit=args.timeout, store=args.model_store, run=not args.no_run
+    )
+    print(report.text())
+    return 1 if report.errors else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build an archive; print the error and exit 1 on bad input (nothing is written then)."""
+    """Build an archive; print the error and exit 1 on bad input (nothing is written then).
+    ``check PATH ...`` runs the load-failure doctor instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return check(argv[1:])
     args = archiver_parser().parse_args(argv)
     try:
         plan = plan_from_args(args)

@@ -78,21 +78,15 @@ def _weights(kind: str) -> bytes:
     return buffer.getvalue()
 
 
-def pairs() -> dict[str, tuple[Case, Case, int]]:
-    """cause name -> (broken, fixed, cause number)."""
-    helper_user = (
-        "import helper\n\n\ndef handle(data, context):\n    return [helper.ONE for _ in data] if data else None\n"
-    )
-    opener = (
-        "import os\n\n\nclass Reader:\n    def initialize(self, context):\n"
-        "        path = os.path.join(context.system_properties['model_dir'], 'vocab.txt')\n"
-        "        self.vocab = open(path).read().split()\n\n    def handle(self, data, context):\n"
-        "        return [len(self.vocab) for _ in data]\n"
-    )
-    absolute = opener.replace(
-        "os.path.join(context.system_properties['model_dir'], 'vocab.txt')", "'/home/dev/vocab.txt'"
-    )
-    two = """\
+HELPER_USER = "import helper\n\n\ndef handle(data, context):\n    return [helper.ONE for _ in data] if data else None\n"
+OPENER = (
+    "import os\n\n\nclass Reader:\n    def initialize(self, context):\n"
+    "        path = os.path.join(context.system_properties['model_dir'], 'vocab.txt')\n"
+    "        self.vocab = open(path).read().split()\n\n    def handle(self, data, context):\n"
+    "        return [len(self.vocab) for _ in data]\n"
+)
+ABSOLUTE = OPENER.replace("os.path.join(context.system_properties['model_dir'], 'vocab.txt')", "'/home/dev/vocab.txt'")
+TWO = """\
 class A:
     def initialize(self, context):
         pass
@@ -104,7 +98,7 @@ class A:
 class B:
     pass
 """
-    slow = """\
+SLOW = """\
 import time
 
 
@@ -114,16 +108,19 @@ def handle(data, context):
         return None
     return [1 for _ in data]
 """
-    oom = """\
+OOM = """\
 def handle(data, context):
     if data is None:
         raise MemoryError('cannot allocate the weights')
     return data
 """
-    cases = {
+
+
+def _code_pairs() -> dict[str, tuple[Case, Case, int]]:
+    return {
         "missing_helper": (
-            Case("helperless", {"handler.py": helper_user}),
-            Case("helperless", {"handler.py": helper_user, "helper.py": "ONE = 1\n"}),
+            Case("helperless", {"handler.py": HELPER_USER}),
+            Case("helperless", {"handler.py": HELPER_USER, "helper.py": "ONE = 1\n"}),
             2,
         ),
         "missing_package": (
@@ -135,20 +132,25 @@ def handle(data, context):
             3,
         ),
         "missing_file": (
-            Case("vocabless", {"handler.py": opener}),
-            Case("vocabless", {"handler.py": opener, "vocab.txt": "a b c\n"}),
+            Case("vocabless", {"handler.py": OPENER}),
+            Case("vocabless", {"handler.py": OPENER, "vocab.txt": "a b c\n"}),
             4,
         ),
         "absolute_path": (
-            Case("abspath", {"handler.py": absolute}),
-            Case("abspath", {"handler.py": opener, "vocab.txt": "a b\n"}),
+            Case("abspath", {"handler.py": ABSOLUTE}),
+            Case("abspath", {"handler.py": OPENER, "vocab.txt": "a b\n"}),
             4,
         ),
         "two_classes": (
-            Case("twoclass", {"handler.py": two}),
-            Case("twoclass", {"handler.py": two.split("\n\n\nclass B")[0] + "\n"}),
+            Case("twoclass", {"handler.py": TWO}),
+            Case("twoclass", {"handler.py": TWO.split("\n\n\nclass B")[0] + "\n"}),
             5,
         ),
+    }
+
+
+def _packaging_pairs() -> dict[str, tuple[Case, Case, int]]:
+    return {
         "no_model_file": (
             Case(
                 "nomodelfile",
@@ -188,15 +190,20 @@ def handle(data, context):
             ),
             6,
         ),
+    }
+
+
+def _config_pairs() -> dict[str, tuple[Case, Case, int]]:
+    return {
         "slow_initialize": (
             Case(
                 "slowinit",
-                {"handler.py": slow, "model-config.yaml": "startupTimeout: 3\n"},
+                {"handler.py": SLOW, "model-config.yaml": "startupTimeout: 3\n"},
                 manifest={"configFile": "model-config.yaml"},
             ),
             Case(
                 "slowinit",
-                {"handler.py": slow, "model-config.yaml": "startupTimeout: 30\n"},
+                {"handler.py": SLOW, "model-config.yaml": "startupTimeout: 30\n"},
                 manifest={"configFile": "model-config.yaml"},
             ),
             7,
@@ -227,6 +234,10 @@ def handle(data, context):
             ),
             10,
         ),
-        "out_of_memory": (Case("oominit", {"handler.py": oom}), Case("oominit", {"handler.py": PLAIN}), 12),
+        "out_of_memory": (Case("oominit", {"handler.py": OOM}), Case("oominit", {"handler.py": PLAIN}), 12),
     }
-    return cases
+
+
+def pairs() -> dict[str, tuple[Case, Case, int]]:
+    """cause name -> (broken, fixed, cause number)."""
+    return {**_code_pairs(), **_packaging_pairs(), **_config_pairs()}

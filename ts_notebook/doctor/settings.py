@@ -82,6 +82,12 @@ def config_findings(model_dir: Path, manifest: dict[str, Any], props: dict[str, 
                     name,
                 )
             )
+    return out + _envelope_findings(data, props, name)
+
+
+def _envelope_findings(data: Any, props: dict[str, str], name: str) -> list[Finding]:
+    """KServe's v1/v2 envelopes answer one request per batch: batchSize must be 1 there (#9)."""
+    out: list[Finding] = []
     batch = (data or {}).get("batchSize", 1) if isinstance(data, dict) else 1
     envelope = props.get("service_envelope", "")
     if envelope in ("kserve", "kservev2") and isinstance(batch, int) and batch > 1:

@@ -115,14 +115,19 @@ class ServeStatus:
         )
 
 
-def worker_generations(client: Client) -> dict[str, str]:
-    """Worker id -> the generation (short hash of handler code and archive) it runs; {} for TorchServe."""
+def notebook_views(client: Client) -> list[dict[str, Any]]:
+    """Our backend's per-version views (workers, generation, load failure); [] for TorchServe."""
     from ts_notebook.errors import BackendError
 
     try:
-        views = client.workers()
+        return client.workers()
     except BackendError:
-        return {}
+        return []
+
+
+def worker_generations(client: Client, views: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Worker id -> the generation (short hash of handler code and archive) it runs; {} for TorchServe."""
+    views = notebook_views(client) if views is None else views
     return {str(w["id"]): str(w.get("generation", "")) for v in views for w in v["workers"]}
 
 

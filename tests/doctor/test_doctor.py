@@ -38,7 +38,8 @@ def test_each_cause_is_found_with_its_fix_and_the_fixed_twin_is_clean(case: str,
     mine = [f for f in report.findings if f.cause == cause]
     assert mine, report.text()
     assert any(FIXES[case] in f.fix for f in mine), report.text()
-    assert not report.ok and report.errors, report.text()
+    # an error where TorchServe refuses it; a GPU model on a CPU machine loads there, on the CPU: a warning
+    assert report.errors if case != "gpu_on_cpu" else mine[0].severity == "warning", report.text()
     twin = diagnose(fixed.build(tmp_path / "fixed"))
     assert not twin.errors, twin.text()
 

@@ -64,6 +64,7 @@ class NotebookApi:
                     "modelVersion": mv.version,
                     "generation": snapshot["generation"],
                     "workers": snapshot["views"],
+                    "loadFailure": self.backend.load_failures.get((mv.name, mv.version)),
                 }
             )
         return json_response(views)

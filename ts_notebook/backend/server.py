@@ -24,9 +24,10 @@ from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.ipc import private_folder
 from ts_notebook.backend.lifeline import Lifeline
 from ts_notebook.backend.metrics import Metrics
-from ts_notebook.backend.pool import WorkerPool, Zygote
+from ts_notebook.backend.pool import WorkerLoadError, WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
 from ts_notebook.backend.replay import RequestRing
+from ts_notebook.doctor import doctor_lines
 
 
 class Backend:
@@ -60,6 +61,7 @@ class Backend:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopped = asyncio.Event()
         self.failed_models: dict[str, str] = {}
+        self.load_failures: dict[tuple[str, str], str] = {}  # (model, version) -> why its workers did not load
 
     def _on_event(self, kind: str, **fields: Any) -> None:
         if kind == "metric":
@@ -158,10 +160,22 @@ class Backend:
         return sum(max(d.target, d.live_count()) for d in self.dispatchers.values())
 
     async def scale(self, mv: ModelVersion, target: int) -> None:
-        """Bring ``mv`` to ``target`` workers: fork new ones in parallel, or drain the extra ones."""
-        await self.dispatcher(mv).scale(target)
+        """Bring ``mv`` to ``target`` workers: fork new ones in parallel, or drain the extra ones.
+
+        Raises:
+            WorkerLoadError: a worker did not load; its message ends with the doctor's top findings
+                (also kept in ``load_failures`` for the notebook until the version loads or goes).
+        """
+        try:
+            await self.dispatcher(mv).scale(target)
+        except WorkerLoadError as exc:
+            doctor = await asyncio.to_thread(doctor_lines, mv.model_dir, exc.failure, mv.settings.startup_timeout)
+            self.load_failures[(mv.name, mv.version)] = f"{exc}{doctor}"
+            raise WorkerLoadError(f"{exc}{doctor}", exc.failure) from exc
+        self.load_failures.pop((mv.name, mv.version), None)
 
     async def retire(self, mv: ModelVersion) -> None:
+        self.load_failures.pop((mv.name, mv.version), None)
         dispatcher = self.dispatchers.pop((mv.name, mv.version), None)
         if dispatcher is not None:
             await dispatcher.retire()

@@ -38,7 +38,7 @@ from ts_notebook.doctor.static import (
     path_findings,
 )
 
-__all__ = ["CAUSES", "Finding", "Report", "diagnose", "explain_failure", "static_findings"]
+__all__ = ["CAUSES", "Finding", "Report", "diagnose", "doctor_lines", "explain_failure", "static_findings"]
 _SLACK = 60.0  # seconds beyond the time limit for the probe's own start (importing torch)
 
 
@@ -198,6 +198,18 @@ def explain_failure(
         if finding not in found:
             found.append(finding)
     return sorted(found, key=lambda f: (f.severity != "error", f.cause))
+
+
+def doctor_lines(model_dir: Path, failure: Any, limit: float = 120.0, top: int = 3) -> str:
+    """The doctor's top findings for a worker's load failure, as lines to append to the error message
+    (empty when there is nothing to add). ``failure`` has error, where and traceback."""
+    if failure is None:
+        return ""
+    try:
+        found = explain_failure(model_dir, failure.error, failure.where, failure.traceback, limit)
+    except Exception as exc:  # never let the diagnosis hide the failure it explains
+        return f"\nDoctor: could not examine the model ({type(exc).__name__}: {exc})"
+    return "".join(f"\nDoctor: #{f.cause} {f.title}: {f.summary}. Fix: {f.fix}" for f in found[:top])
 
 
 def _missing_module(message: str) -> str | None:

@@ -191,10 +191,11 @@ def environment_findings(config: dict[str, Any]) -> list[Finding]:
     return [
         Finding(
             10,
-            "deviceType: gpu, but this machine has no CUDA device",
+            "deviceType: gpu, but this machine has no CUDA device: TorchServe runs it on the CPU instead",
             "use deviceType: cpu here (or leave it out: TorchServe picks the GPU when there is one)",
             f"deviceType: gpu, python {platform.python_version()}",
             "model-config.yaml",
+            severity="warning",
         )
     ]
 

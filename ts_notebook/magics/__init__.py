@@ -80,7 +80,7 @@ def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
 
 @magics_class
 class TsNotebookMagics(ServeCommands, Magics):
-    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``, ``%ts_serve``)."""
+    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``, ``%mar_check``, ``%ts_serve``)."""
 
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
@@ -230,6 +230,52 @@ class TsNotebookMagics(ServeCommands, Magics):
         extracted = extract_archive(args.path, args.extract) if args.extract else None
         exported = export_model(args.path, args.export_model, force=args.force) if args.export_model else None
         return InspectReport.of(info, extracted=extracted, exported=exported)
+
+    @magic_arguments()
+    @argument("target", help="A .mar, .tar.gz or model folder, or the name of a model the backend serves.")
+    @argument("--ts-config", metavar="FILE", help="The config.properties it will be served with (checked too).")
+    @argument("--timeout", type=float, metavar="S", help="Seconds initialize may take (default: startupTimeout).")
+    @argument("--no-run", action="store_true", help="Only read the archive; do not run initialize.")
+    @line_magic
+    @_user_errors
+    def mar_check(self, line: str) -> Any:
+        """Why won't it load? Load the archive as a TorchServe worker would (in a subprocess, with the
+        worker's folder and sys.path, initialize under the time limit) and list every cause found, each
+        with its evidence and its fix; ``ok`` when clean.
+
+        Example::
+
+            %mar_check model_store/tiny.mar
+        """
+        from ts_notebook.doctor import diagnose
+
+        args = _parse(self.mar_check, line)
+        if args is None:
+            return None
+        path, store, registered = self._check_target(args.target)
+        return diagnose(
+            path, ts_config=args.ts_config, time_limit=args.timeout, store=store, registered=registered,
+            run=not args.no_run,
+        )  # fmt: skip
+
+    def _check_target(self, target: str) -> tuple[Path, Path | None, set[tuple[str, str]]]:
+        """The archive to check, the model store, and what is registered (for clashes)."""
+        from ts_notebook.client import describe_all
+
+        tracked = self.session.current()
+        info = tracked.info if tracked is not None else None
+        store = Path(info.model_store) if info is not None and info.model_store else None
+        if Path(target).exists():
+            versions = describe_all(info.client())[1] if info is not None else []
+            return Path(target), store, {(v["modelName"], v["modelVersion"]) for v in versions}
+        if info is None:
+            raise UsageError(f"{target}: no such archive, and no backend is running to serve a model of that name")
+        try:
+            url = str(info.client().describe(target)[0]["modelUrl"])
+        except Exception as exc:
+            raise UsageError(f"{target}: no such archive, and the backend serves no model of that name") from exc
+        path = Path(url.removeprefix("file://"))
+        return (path if path.is_absolute() else (store or Path()) / path.name), store, set()
 
     @line_magic
     @_user_errors

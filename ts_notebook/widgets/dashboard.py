@@ -17,7 +17,7 @@ import traitlets
 from ts_notebook.client import Client, Response, describe_all
 from ts_notebook.errors import BackendError
 from ts_notebook.preview import json_preview
-from ts_notebook.serving import worker_generations
+from ts_notebook.serving import notebook_views, worker_generations
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.figures import FiguresView
 from ts_notebook.widgets.manifest import ManifestView
@@ -72,8 +72,11 @@ class ServingDashboard(widgets.VBox):
         try:
             batch = self.client.events(self._seq, limit=2000)
             listed, described = describe_all(self.client)
-            generations = worker_generations(self.client)
+            views = notebook_views(self.client)
+            generations = worker_generations(self.client, views)
+            failures = {(v["modelName"], v["modelVersion"]): v.get("loadFailure") for v in views}
             for version in described:
+                version["loadFailure"] = failures.get((version["modelName"], version["modelVersion"]))
                 version["workers"] = [
                     {**w, "generation": generations.get(str(w["id"]), "")} for w in version["workers"]
                 ]

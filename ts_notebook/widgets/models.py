@@ -20,10 +20,20 @@ def _worker_text(w: dict[str, Any]) -> str:
 
 
 def model_status(m: dict[str, Any]) -> str:
+    if m.get("loadFailure") and not m["workers"]:
+        return "failed to load"
     ready = sum(1 for w in m["workers"] if w["status"] == "READY")
     if not m["workers"]:
         return "no workers"
     return "ready" if ready == len(m["workers"]) else f"{ready}/{len(m['workers'])} ready"
+
+
+def _failure_row(m: dict[str, Any]) -> str:
+    """Why the version's workers did not load, and the doctor's findings, under its row."""
+    failure = m.get("loadFailure")
+    if not failure:
+        return ""
+    return f"<tr class='tsn-failure'><td colspan='7'><pre style='white-space:pre-wrap'>{esc(failure)}</pre></td></tr>"
 
 
 class ModelsView(widgets.VBox):
@@ -49,6 +59,7 @@ class ModelsView(widgets.VBox):
             f"<tr class='tsn-model-row'><td><b>{esc(m['modelName'])}</b></td><td>{esc(m['modelVersion'])}</td>"
             f"<td>{esc(model_status(m))}</td><td>{esc('; '.join(_worker_text(w) for w in m['workers']) or '-')}</td>"
             f"<td>{m['batchSize']}</td><td>{m['maxBatchDelay']}</td><td>{m['responseTimeout']}</td></tr>"
+            + _failure_row(m)
             for m in self.models
         )
         self._table.value = f"<table class='tsn-table'>{head}{rows}</table>" if self.models else "<i>no models</i>"
@@ -73,4 +84,5 @@ class ModelsView(widgets.VBox):
         return row
 
     def __repr__(self) -> str:
-        return "\n".join(f"{m['modelName']} {m['modelVersion']} {model_status(m)}" for m in self.models) or "no models"
+        lines = [f"{m['modelName']} {m['modelVersion']} {model_status(m)}" for m in self.models]
+        return "\n".join(lines) or "no models"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.cases import pairs
+from tests.doctor.cases import PLAIN, Case, pairs
 from ts_notebook.deploy.torchserve import TorchServe
 
 from .embedded import http
@@ -63,3 +63,34 @@ def test_broken_fails_in_torchserve_and_the_fix_loads(torchserve_here: TorchServ
         assert status == 200, body
     finally:
         http("DELETE", f"{ts.management_url}/models/{name}")
+
+
+def test_a_version_registered_twice_is_refused_and_the_doctor_says_so(
+    torchserve_here: TorchServe, tmp_path: Path
+) -> None:
+    from ts_notebook.doctor import diagnose
+
+    archive = Case("twice", {"handler.py": PLAIN}).build(tmp_path)
+    try:
+        assert _register(torchserve_here, archive, "twice")[0] == 200
+        status, body = _register(torchserve_here, archive, "twice_again")
+        assert status == 409, body
+    finally:
+        http("DELETE", f"{torchserve_here.management_url}/models/twice")
+    report = diagnose(archive, registered={("twice", "1.0")}, run=False)
+    assert any(f.cause == 8 and "409" in f.summary for f in report.findings)
+
+
+def test_torchserves_default_settings_refuse_registration_as_the_doctor_warns(
+    ts_ref_venv: Path, tmp_path: Path
+) -> None:
+    from ts_notebook.doctor import diagnose
+
+    defaults = {"enable_model_api": "false"}  # TorchServe 0.12's default (tokens stay off for the runner's /ping)
+    archive = Case("defaults", {"handler.py": PLAIN}).build(tmp_path)
+    with TorchServe(ts_ref_venv, config=defaults, startup_timeout=120) as ts:
+        status, body = _register(ts, archive, "defaults")
+        config = shutil.copy(ts.config_path, tmp_path / "config.properties")  # the file it really ran with
+    assert status != 200, body
+    report = diagnose(archive, ts_config=config, run=False)
+    assert any(f.cause == 11 and "enable_model_api=true" in f.fix for f in report.findings), report.text()

@@ -147,3 +147,15 @@ def test_help_is_the_docstring(shell: InteractiveShell) -> None:
     assert "same flags and meaning as torch-model-archiver 0.12" in doc
     assert "--serialized-file SERIALIZED_FILE" in doc
     assert "--model-path MODEL_PATH" in doc
+
+
+def test_mar_check_finds_the_cause_and_says_ok_when_fixed(shell: InteractiveShell, in_tmp: Path) -> None:
+    from tests.doctor.cases import pairs
+
+    broken, fixed, cause = pairs()["missing_helper"]
+    report = shell.run_line_magic("mar_check", str(broken.build(in_tmp / "broken")))
+    assert cause in report.causes() and "--extra-files helper.py" in repr(report)
+    assert "<table>" in report._repr_html_()
+    assert shell.run_line_magic("mar_check", f"{fixed.build(in_tmp / 'fixed')} --no-run").ok
+    with pytest.raises(UsageError, match=r"^nope: no such archive, and no backend is running"):
+        shell.run_line_magic("mar_check", "nope")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,9 @@ def _probe(model_dir: Path, limit: float) -> dict[str, Any]:
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     cmd = [sys.executable, "-m", "ts_notebook.doctor.probe", str(model_dir), str(limit)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=limit + _SLACK, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=limit + _SLACK, check=False, cwd=model_dir
+        )
     except subprocess.TimeoutExpired:
         return {"outcome": "timeout", "initialize_seconds": limit}
     for line in reversed(proc.stdout.splitlines()):
@@ -180,24 +183,27 @@ def explain_failure(
     """The doctor's findings for a load that already failed in a worker (no second run): the static
     checks, then the worker's exception classified."""
     kind, _, message = error.partition(": ")
-    file, _, line = (where or "").rpartition(":")
+    # a worker's Where reads "file, line N, in function: code"
+    place = re.match(r"^(.*?), line (\d+)", where or "")
+    file, line = (place[1], place[2]) if place else ("", "")
     probe: dict[str, Any] = {
         "outcome": "error",
         "type": kind,
         "message": message,
         "traceback": traceback_text,
         "stage": "initialize",
-        "where": [file, int(line) if line.isdigit() else None, ""] if where else None,
+        "where": [file, int(line), ""] if place else None,
         "weights": {},
         "missing_module": _missing_module(message),
     }
     manifest = _manifest(model_dir)
     handler = str((manifest.get("model") or {}).get("handler") or "")
-    found = static_findings(model_dir, available_memory=1 << 62)
-    for finding in from_failure(probe, handler, archive_files(model_dir), limit):
-        if finding not in found:
-            found.append(finding)
-    return sorted(found, key=lambda f: (f.severity != "error", f.cause))
+    report = Report(str(model_dir))
+    for finding in static_findings(model_dir, available_memory=1 << 62) + from_failure(
+        probe, handler, archive_files(model_dir), limit
+    ):
+        report.add(finding)
+    return report.sorted()
 
 
 def doctor_lines(model_dir: Path, failure: Any, limit: float = 120.0, top: int = 3) -> str:

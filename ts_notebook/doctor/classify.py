@@ -57,10 +57,12 @@ def _import_error(
     if kind not in ("ModuleNotFoundError", "ImportError"):
         return []
     missing = str(probe.get("missing_module") or "").split(".")[0]
+    first = message.splitlines()[-1][:200] if message else kind  # the innermost error: the real one
+    first = first.removeprefix(f"{kind}: ")
     out = [
         Finding(
             1,
-            f"importing the handler raised {kind}: {message}",
+            f"importing the handler raised {kind}: {first}",
             MASK.format(module=module) + "; fix the import shown here",
             **where,
         )

@@ -53,7 +53,7 @@ class Finding:
         return "\n".join(parts)
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """Every finding for one archive (errors first), plus what was checked."""
 
@@ -97,6 +97,8 @@ class Report:
 
     def __str__(self) -> str:
         return self.text()
+
+    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         head = f"<b>{html.escape(self.source)}</b>: "

@@ -5,7 +5,7 @@ archive's files, the model file's classes, and the files the manifest names."""
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib.machinery
 import re
 import sys
 from pathlib import Path
@@ -65,8 +65,11 @@ def importable(name: str, model_dir: Path) -> bool:
         return True
     if (model_dir / f"{name}.py").is_file() or (model_dir / name / "__init__.py").is_file():
         return True
+    # What a worker sees: installed packages, not the folder this check runs from (a notebook's
+    # folder is on the kernel's path; the helper module sitting there is not in the archive).
+    here = {"", str(Path.cwd())}
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p not in here]) is not None
     except (ImportError, ValueError):
         return False
 

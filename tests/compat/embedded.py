@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client as httplib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 from ts_notebook import launcher
+from ts_notebook.deploy.torchserve import TorchServe
 
 
 class EmbeddedBackend:
@@ -73,3 +77,32 @@ def http(
         return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def side_by_side(
+    ts_ref_venv: Path,
+    root: Path,
+    archives: list[Path],
+    properties: dict[str, str] | None = None,
+    registrations: tuple[str, ...] = (),
+) -> Iterator[tuple[TorchServe, EmbeddedBackend]]:
+    """Real TorchServe and our backend with the same config.properties entries and the same archives in
+    their stores, each given the same registration queries (``url=...&...``); both stopped at the end."""
+    ts = TorchServe(ts_ref_venv, config=properties, startup_timeout=120)
+    ours = EmbeddedBackend(root, "--disable-token-auth", "--enable-model-api", properties=properties)
+    ts.store.mkdir(parents=True, exist_ok=True)
+    for archive in archives:
+        for store in (ts.store, ours.store):
+            copy = shutil.copytree if archive.is_dir() else shutil.copy
+            copy(archive, store / archive.name)
+    try:
+        ts.start()
+        for base in (ts.management_url, ours.management_url):
+            for query in registrations:
+                status, body, _ = http("POST", f"{base}/models?{query}")
+                assert status == 200, (base, query, body)
+        yield ts, ours
+    finally:
+        ts.stop()
+        ours.stop()

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from ts_notebook.archive import build_archive
-from ts_notebook.deploy.torchserve import TorchServe
 
-from .embedded import EmbeddedBackend, http
+from .embedded import http, side_by_side
 
 pytestmark = pytest.mark.compat
 
@@ -107,23 +105,9 @@ def pair(
     folder = tmp_path_factory.mktemp("handler-api")
     archives = _archives(folder)
     props = {} if request.param == "none" else {"service_envelope": request.param}
-    ts = TorchServe(ts_ref_venv, config=props, startup_timeout=120)
     root = tmp_path_factory.mktemp("handler-api-ours")
-    ours = EmbeddedBackend(root, "--disable-token-auth", "--enable-model-api", properties=props)
-    ts.store.mkdir(parents=True, exist_ok=True)
-    for archive in archives:
-        shutil.copy(archive, root / "store" / archive.name)
-        shutil.copy(archive, ts.store / archive.name)
-    try:
-        ts.start()
-        for base in (ts.management_url, ours.management_url):
-            for query in REGISTRATIONS:
-                status, body, _ = http("POST", f"{base}/models?{query}")
-                assert status == 200, body
+    with side_by_side(ts_ref_venv, root, archives, props, REGISTRATIONS) as (ts, ours):
         yield request.param, {"ts": ts.inference_url, "ours": ours.inference_url}
-    finally:
-        ts.stop()
-        ours.stop()
 
 
 def test_envelopes_answer_as_in_torchserve(pair: tuple[str, dict[str, str]]) -> None:

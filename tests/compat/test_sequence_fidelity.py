@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 
 from ts_notebook.archive import build_archive
-from ts_notebook.deploy.torchserve import TorchServe
 
-from .embedded import EmbeddedBackend, http
+from .embedded import http, side_by_side
 
 pytestmark = pytest.mark.compat
 
@@ -80,23 +78,10 @@ def servers(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         (folder / f"{name}.yaml").write_text(config)
         spec = {"config_file": str(folder / f"{name}.yaml"), "export_path": folder}
         archives.append(build_archive(name, "1.0", str(folder / f"{name}.py"), **spec).path)
-    ts = TorchServe(ts_ref_venv, startup_timeout=120)
     root = tmp_path_factory.mktemp("stateful-ours")
-    ours = EmbeddedBackend(root, "--disable-token-auth", "--enable-model-api")
-    ts.store.mkdir(parents=True, exist_ok=True)
-    for archive in archives:
-        shutil.copy(archive, ts.store / archive.name)
-        shutil.copy(archive, root / "store" / archive.name)
-    try:
-        ts.start()
-        for base in (ts.management_url, ours.management_url):
-            for archive in archives:
-                status, body, _ = http("POST", f"{base}/models?url={archive.name}&synchronous=true")
-                assert status == 200, body
+    queries = tuple(f"url={archive.name}&synchronous=true" for archive in archives)
+    with side_by_side(ts_ref_venv, root, archives, registrations=queries) as (ts, ours):
         yield {"ts": (ts.inference_url, ts.management_url), "ours": (ours.inference_url, ours.management_url)}
-    finally:
-        ts.stop()
-        ours.stop()
 
 
 def _session(inference: str) -> list[Any]:

@@ -97,23 +97,31 @@ def _archives(folder: Path) -> list[Path]:
     ]
 
 
-@pytest.fixture(scope="module", params=[*REQUESTS, "none"])
-def pair(
+def _servers(envelope: str | None, ts_ref_venv: Path, tmp: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """{server: inference URL}, both archives registered on both servers, under ``envelope``."""
+    archives = _archives(tmp.mktemp("handler-api"))
+    props = {"service_envelope": envelope} if envelope else {}
+    with side_by_side(ts_ref_venv, tmp.mktemp("handler-api-ours"), archives, props, REGISTRATIONS) as (ts, ours):
+        yield {"ts": ts.inference_url, "ours": ours.inference_url}
+
+
+@pytest.fixture(scope="module", params=list(REQUESTS))
+def enveloped(
     request: pytest.FixtureRequest, ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """(envelope, {server: inference URL}) with both archives registered on both servers."""
-    folder = tmp_path_factory.mktemp("handler-api")
-    archives = _archives(folder)
-    props = {} if request.param == "none" else {"service_envelope": request.param}
-    root = tmp_path_factory.mktemp("handler-api-ours")
-    with side_by_side(ts_ref_venv, root, archives, props, REGISTRATIONS) as (ts, ours):
-        yield request.param, {"ts": ts.inference_url, "ours": ours.inference_url}
+    """(envelope, {server: inference URL}) for each service_envelope."""
+    for urls in _servers(request.param, ts_ref_venv, tmp_path_factory):
+        yield request.param, urls
 
 
-def test_envelopes_answer_as_in_torchserve(pair: tuple[str, dict[str, str]]) -> None:
-    envelope, urls = pair
-    if envelope == "none":
-        pytest.skip("this server runs without an envelope (the micro-batching case)")
+@pytest.fixture(scope="module")
+def plain(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """{server: inference URL} without an envelope."""
+    yield from _servers(None, ts_ref_venv, tmp_path_factory)
+
+
+def test_envelopes_answer_as_in_torchserve(enveloped: tuple[str, dict[str, str]]) -> None:
+    envelope, urls = enveloped
     answers = {}
     for server, base in urls.items():
         answers[server] = [
@@ -124,12 +132,9 @@ def test_envelopes_answer_as_in_torchserve(pair: tuple[str, dict[str, str]]) -> 
     assert all(status == 200 for status, _ in answers["ts"]), answers["ts"]
 
 
-def test_micro_batching_handler_answers_each_request_in_a_batch(pair: tuple[str, dict[str, str]]) -> None:
-    envelope, urls = pair
-    if envelope != "none":
-        pytest.skip("the micro-batching handler is compared on the server without an envelope")
+def test_micro_batching_handler_answers_each_request_in_a_batch(plain: dict[str, str]) -> None:
     answers = {}
-    for server, base in urls.items():
+    for server, base in plain.items():
 
         def one(x: int, base: str = base) -> tuple[int, bytes]:
             body = json.dumps({"x": x}).encode()

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from ts_notebook.archive import build_archive
-from ts_notebook.deploy.torchserve import TorchServe
 
-from .embedded import EmbeddedBackend, http
+from .embedded import http, side_by_side
 
 pytestmark = pytest.mark.compat
 
@@ -53,18 +52,12 @@ def servers(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     folder = build_archive("foo", "1.0", str(src / "h.py"), export_path=src, archive_format="no-archive").path
     (src / "mar").mkdir()
     mar = build_archive("foo", "1.0", str(src / "h.py"), export_path=src / "mar").path
-    ts = TorchServe(ts_ref_venv, startup_timeout=120)
-    ts.store.mkdir(parents=True, exist_ok=True)
-    _fill(ts.store, folder, mar)
-    root = tmp_path_factory.mktemp("store-ours")
-    ours = EmbeddedBackend(root, "--disable-token-auth", "--enable-model-api")
-    _fill(root / "store", folder, mar)
-    try:
-        ts.start()
+    layout = src / "store"
+    layout.mkdir()
+    _fill(layout, folder, mar)
+    entries = sorted(layout.iterdir())
+    with side_by_side(ts_ref_venv, tmp_path_factory.mktemp("store-ours"), entries) as (ts, ours):
         yield {"ts": (ts.inference_url, ts.management_url), "ours": (ours.inference_url, ours.management_url)}
-    finally:
-        ts.stop()
-        ours.stop()
 
 
 def _register(inference: str, management: str, url: str, absolute: Path) -> tuple[Any, ...]:

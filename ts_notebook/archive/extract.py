@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.archive.read import tar_prefix
 from ts_notebook.errors import ArchiveError, UnsafeArchiveError
 
@@ -202,3 +203,12 @@ def extract_cached(archive: str | Path, cache: Path, *, limits: Limits | None = 
     if not target.exists():
         extract_archive(archive, target, limits=limits)
     return target
+
+
+def model_root(folder: Path) -> Path:
+    """The folder holding MAR-INF in an extracted model: ``folder`` itself, or (where TorchServe looks
+    next) the first folder inside it that has one."""
+    if (folder / MANIFEST_PATH).is_file():
+        return folder
+    inner = sorted(p for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_PATH).is_file())
+    return inner[0] if inner else folder

@@ -182,9 +182,7 @@ async def predict(
         assert answer.response is not None
         response = _success(answer.response, request_id)
         status, sent = answer.response.status, answer.response.body
-    backend.metrics.request_done(
-        name, version or "default", status, latency, answer.queue_seconds, answer.transport_seconds
-    )
+    backend.metrics.request_done(name, version or "default", latency, answer.queue_seconds, answer.transport_seconds)
     _record(backend, mv.name, mv.version, request, request_id, shaped, answer, status, sent, latency)
     return response
 

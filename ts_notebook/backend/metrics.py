@@ -142,9 +142,8 @@ class Metrics:
         for name, (kind, unit) in self.declared.items():  # HELP shows a declared unit as written
             self.families.setdefault(name, Family(kind, unit, ()))
 
-    def request_done(
-        self, model: str, version_label: str, status: int, latency_s: float, queue_s: float, thread_s: float = 0.0
-    ) -> None:
+    def request_done(self, model: str, version_label: str, latency_s: float, queue_s: float, thread_s: float) -> None:
+        """One answered prediction (its status is counted with every other answer, by the HTTP layer)."""
         key = (model, version_label, HOST)
         self.worker_thread(thread_s)
         self._add("ts_inference_requests_total", key, 1)

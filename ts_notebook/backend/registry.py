@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ts_notebook.archive.extract import extract_cached
+from ts_notebook.archive.extract import extract_cached, model_root
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.errors import TsNotebookError
 
@@ -143,14 +143,6 @@ class ModelVersion:
         }
 
 
-def _model_root(folder: Path) -> Path:
-    """The folder holding MAR-INF: ``folder`` itself, or (as TorchServe looks) a folder inside it."""
-    if (folder / MANIFEST_PATH).is_file():
-        return folder
-    inner = sorted(p for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_PATH).is_file())
-    return inner[0] if inner else folder
-
-
 class Registry:
     """Models by name, each with versions and a default version."""
 
@@ -211,7 +203,7 @@ class Registry:
             model_dir = extract_cached(source, self.cache)
         except TsNotebookError as exc:
             raise ApiError(400, "ModelException", str(exc)) from exc
-        model_dir = _model_root(model_dir)
+        model_dir = model_root(model_dir)
         manifest_file = model_dir / MANIFEST_PATH
         manifest: dict[str, Any] = {}
         if manifest_file.is_file():

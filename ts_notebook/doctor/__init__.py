@@ -132,7 +132,7 @@ def diagnose(
     checked too); ``time_limit`` defaults to the archive's startupTimeout (120 s); ``store`` and
     ``registered`` (name, version) pairs let it spot model-store clashes.
     """
-    from ts_notebook.archive.extract import extract_archive
+    from ts_notebook.archive.extract import extract_archive, model_root
     from ts_notebook.backend.config import read_properties
     from ts_notebook.errors import TsNotebookError
 
@@ -141,7 +141,7 @@ def diagnose(
     props = read_properties(Path(ts_config)) if ts_config else {}
     with tempfile.TemporaryDirectory(prefix="ts-doctor-") as tmp:
         try:
-            model_dir = _root(extract_archive(path, Path(tmp) / "model"))
+            model_dir = model_root(extract_archive(path, Path(tmp) / "model"))
         except (TsNotebookError, OSError) as exc:
             report.add(Finding(4, "the archive cannot be read", "rebuild it with %mar_build", str(exc)))
             return report
@@ -163,13 +163,6 @@ def diagnose(
             limit = time_limit or _startup_timeout(model_config(model_dir, manifest))
             _run_findings(model_dir, limit, report)
     return report
-
-
-def _root(folder: Path) -> Path:
-    if (folder / "MAR-INF" / "MANIFEST.json").is_file():
-        return folder
-    inner = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "MAR-INF" / "MANIFEST.json").is_file())
-    return inner[0] if inner else folder
 
 
 def _startup_timeout(config: dict[str, Any]) -> float:

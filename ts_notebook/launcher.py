@@ -69,6 +69,7 @@ class LaunchSpec:
     workers: int | None = None
     token_auth: bool = True
     detach: bool = False
+    engine: str = "embedded"  # or "torchserve" (real TorchServe, see deploy/launch.py)
 
     def key(self) -> str:
         parts = [
@@ -78,7 +79,7 @@ class LaunchSpec:
             str(self.gpus),
             str(self.workers),
             str(self.token_auth),
-        ]
+        ] + ([self.engine] if self.engine != "embedded" else [])
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
@@ -174,6 +175,10 @@ def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = 
         return Reused(existing)
     run_dir = records_dir() / spec.key()
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if spec.engine == "torchserve":
+        from ts_notebook.deploy import launch
+
+        return launch.start(spec, run_dir, timeout)
     # The run folder as working dir: ``python -m`` puts the working dir first on sys.path, and a
     # notebook's folder may hold anything, even a folder named ts_notebook.
     return spawn(argv or command(spec, run_dir), run_dir, timeout=timeout, new_session=True, cwd=run_dir)
@@ -294,6 +299,10 @@ def _reap(pid: int) -> None:
 
 def stop(info: BackendInfo, *, grace: float = 10.0) -> bool:
     """Stop a backend gracefully (it stops its workers), then forcefully. True when it is gone."""
+    if not info.embedded:
+        from ts_notebook.deploy import launch
+
+        return launch.stop(info, max(grace, 20.0))
     gone = _terminate(info.pid, grace)
     if gone:
         info.remove()

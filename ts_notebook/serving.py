@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import html
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ts_notebook.backend.info import BackendInfo
@@ -213,6 +216,22 @@ def filter_metrics(text: str, model: str | None) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+# TorchServe's model_log.log: "2026-12-02T02:51:15,006 [INFO ] W-9000-tiny_1.0-stdout MODEL_LOG - text"
+_MODEL_LOG = re.compile(r"^(\S+) \[(\w+)\s*\] W-(\d+)-(.+)_([^_\s]+)-(?:stdout|stderr) MODEL_LOG - (.*)$")
+
+
+def _model_log_line(line: str) -> dict[str, Any] | None:
+    match = _MODEL_LOG.match(line)
+    if match is None:
+        return None
+    stamp, level, worker, model, _version, message = match.groups()
+    try:
+        when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S,%f").timestamp()
+    except ValueError:
+        when = time.time()
+    return {"kind": "log", "time": when, "model": model, "worker": worker, "level": level, "message": message}
+
+
 @dataclass(frozen=True)
 class LogView:
     """The value of ``%ts_serve logs``: handler output and worker events, oldest first."""
@@ -223,6 +242,16 @@ class LogView:
     def of(cls, client: Client, model: str | None, tail: int) -> LogView:
         events = client.events(0, model=model, limit=10_000)["events"]
         return cls([e for e in events if e["kind"] in ("log", "worker")][-tail:])
+
+    @classmethod
+    def of_files(cls, log_dir: Path, model: str | None, tail: int) -> LogView:
+        """Real TorchServe's handler output, from its model_log.log (it has no event stream)."""
+        try:
+            text = (log_dir / "model_log.log").read_text(errors="replace")
+        except OSError:
+            return cls([])
+        lines = [e for e in map(_model_log_line, text.splitlines()) if e and (model is None or e["model"] == model)]
+        return cls(lines[-tail:])
 
     def to_text(self) -> str:
         out = []

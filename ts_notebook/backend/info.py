@@ -38,6 +38,12 @@ class BackendInfo:
     version: str | None = None
     # start-up models that did not load: "NAME=PATH" (as given) -> the cause
     failed_models: dict[str, str] = field(default_factory=dict)
+    engine: str = "embedded"  # or "torchserve": real TorchServe started by %ts_serve start --torchserve
+    log_dir: str | None = None  # TorchServe's logs (ts_log.log, model_log.log)
+
+    @property
+    def embedded(self) -> bool:
+        return self.engine == "embedded"
 
     def to_json(self) -> str:
         """The record as ``backend.json`` holds it."""
@@ -52,6 +58,8 @@ class BackendInfo:
             "started": self.started,
             "version": self.version,
             "failed_models": self.failed_models,
+            "engine": self.engine,
+            "log_dir": self.log_dir,
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -85,6 +93,8 @@ class BackendInfo:
             started=data.get("started"),
             version=data.get("version"),
             failed_models={str(k): str(v) for k, v in (data.get("failed_models") or {}).items()},
+            engine=str(data.get("engine") or "embedded"),
+            log_dir=data.get("log_dir"),
         )
 
     @classmethod

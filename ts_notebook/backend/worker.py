@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import os
 import socket
@@ -44,6 +43,7 @@ from ts_notebook.backend.messages import (
     Swapped,
     WorkerSpec,
 )
+from ts_notebook.handler.answers import encode_output
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -82,24 +82,6 @@ class _LogHandler(logging.Handler):
         if record.exc_info:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info))
         self._worker.log(record.levelname, text, record.name)
-
-
-def encode_output(value: Any) -> tuple[bytes, str]:
-    """One element of the handler's list as response bytes and the content type it implies."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value), "application/octet-stream"
-    if isinstance(value, str):
-        return value.encode("utf-8"), "text/plain; charset=utf-8"
-    if type(value).__name__ == "Tensor" and type(value).__module__.startswith("torch"):
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(value, buffer)
-        return buffer.getvalue(), "application/octet-stream"
-    try:
-        return json.dumps(value, indent=2).encode("utf-8"), "application/json"
-    except (TypeError, ValueError) as exc:
-        raise TypeError("Unsupported model output data type.") from exc
 
 
 class Worker:

@@ -88,6 +88,10 @@ def _poll(done: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+class TorchServeTimeout(RuntimeError):
+    """TorchServe's JVM ran but did not answer /ping in time (it was stopped)."""
+
+
 class TorchServe:
     """One TorchServe with its own root dir (cwd, TMPDIR, logs/, store/), ports and config.
 
@@ -107,11 +111,15 @@ class TorchServe:
         root: Path | None = None,
         config: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
+        *,
+        model_store: Path | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.venv = Path(venv)
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="ts-compat-")) if root is None else Path(root)
-        self.store, self.tmp, self.log_dir = self.root / "store", self.root / "tmp", self.root / "logs"
+        self.store = Path(model_store) if model_store is not None else self.root / "store"
+        self.tmp, self.log_dir = self.root / "tmp", self.root / "logs"
         if len(str(self.tmp.resolve())) > _MAX_TMP_LEN:
             raise ValueError(f"TorchServe root {self.root} is too long for unix sockets; use a shorter dir")
         self.ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
@@ -119,6 +127,14 @@ class TorchServe:
         self.management_url = f"http://127.0.0.1:{self.ports['management']}"
         self.metrics_url = f"http://127.0.0.1:{self.ports['metrics']}"
         self.config_path = self.root / "config.properties"
+        self._given_config = config_file is not None  # start with that file exactly as it is
+        if config_file is not None:
+            from ts_notebook.backend.config import read_properties
+
+            self.config_path = Path(config_file)
+            self._urls_from(read_properties(self.config_path))
+        self.key_file = self.root / "key_file.json"  # TorchServe writes its tokens into its working dir
+        self.extra_env: dict[str, str] = {}  # e.g. CUDA_VISIBLE_DEVICES
         self.pid: int | None = None  # the JVM, once started
         self._jvm_token: str | None = None
         self._config = dict(config or {})
@@ -138,7 +154,7 @@ class TorchServe:
         # Workers run the venv's `python`; JAVA_HOME stays as it is.
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.venv)
-        return env
+        return env | self.extra_env
 
     def _cli(self, *args: str) -> int:
         """Run the torchserve CLI; output goes to a file because the JVM inherits it (a pipe never closes)."""
@@ -162,6 +178,25 @@ class TorchServe:
         """
         for folder in (self.store, self.tmp, self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        if not self._given_config:
+            self._write_config()
+        rc = self._cli("--start", "--ncs", "--model-store", str(self.store), "--ts-config", str(self.config_path))
+        pid_file = self.tmp / ".model_server.pid"
+        if rc == 0 and pid_file.is_file():
+            self.pid = int(pid_file.read_text().strip())
+            self._jvm_token = _start_token(self.pid)
+            if _poll(self._healthy_or_dead, self._startup_timeout) and self._jvm_alive():
+                return self
+        logs = self.logs(tail=60)
+        timed_out = self._jvm_alive()
+        self.stop()
+        if timed_out:
+            raise TorchServeTimeout(
+                f"TorchServe did not answer /ping on {self.inference_url} within {self._startup_timeout:.0f} s\n{logs}"
+            )
+        raise RuntimeError(f"TorchServe (CLI exit {rc}) did not answer /ping on {self.inference_url}\n{logs}")
+
+    def _write_config(self) -> None:
         # gRPC is on by default (7070/7071): move it too, or two instances collide.
         props = {f"{name}_address": f"http://127.0.0.1:{self.ports[name]}" for name in _PORT_NAMES[:3]}
         for name in _PORT_NAMES[3:]:
@@ -174,16 +209,27 @@ class TorchServe:
             **self._config,
         }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        rc = self._cli("--start", "--ncs", "--model-store", str(self.store), "--ts-config", str(self.config_path))
-        pid_file = self.tmp / ".model_server.pid"
-        if rc == 0 and pid_file.is_file():
-            self.pid = int(pid_file.read_text().strip())
-            self._jvm_token = _start_token(self.pid)
-            if _poll(self._healthy_or_dead, self._startup_timeout) and self._jvm_alive():
-                return self
-        logs = self.logs(tail=60)
-        self.stop()
-        raise RuntimeError(f"TorchServe (CLI exit {rc}) did not answer /ping on {self.inference_url}\n{logs}")
+
+    def configure(self, props: Mapping[str, str]) -> None:
+        """Replace the config.properties entries written at start (addresses in them are followed)."""
+        self._config = dict(props)
+        self._urls_from(props)
+
+    def _urls_from(self, props: Mapping[str, str]) -> None:
+        """Where config.properties entries make TorchServe listen (reached on 127.0.0.1 when it binds all)."""
+        for name in _PORT_NAMES[:3]:
+            address = props.get(f"{name}_address")
+            if address:
+                parts = urllib.parse.urlsplit(address)
+                host = "127.0.0.1" if parts.hostname in (None, "0.0.0.0") else parts.hostname
+                setattr(self, f"{name}_url", f"{parts.scheme}://{host}:{parts.port}")
+
+    def keys(self) -> dict[str, str]:
+        """The inference and management tokens TorchServe wrote, {} while token authorization is off."""
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            data = json.loads(self.key_file.read_text())
+            return {"inference": data["inference"]["key"], "management": data["management"]["key"]}
+        return {}
 
     def _jvm_alive(self) -> bool:
         return self.pid is not None and self._jvm_token is not None and _start_token(self.pid) == self._jvm_token
@@ -191,7 +237,11 @@ class TorchServe:
     def _healthy_or_dead(self) -> bool:
         """True once `/ping` answers 200, or once the JVM is gone (no point waiting on)."""
         with contextlib.suppress(OSError, http.client.HTTPException):  # not listening yet
-            return not self._jvm_alive() or self.request("GET", f"{self.inference_url}/ping", timeout=2)[0] == 200
+            if not self._jvm_alive():
+                return True
+            key = self.keys().get("inference")
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            return self.request("GET", f"{self.inference_url}/ping", timeout=2, headers=headers)[0] == 200
         return False
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -216,10 +266,16 @@ class TorchServe:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def request(
-        self, method: str, url: str, body: bytes | None = None, content_type: str | None = None, timeout: float = 30.0
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """Send one HTTP request; return (status, body) for any status, raising only on transport errors."""
-        req = urllib.request.Request(url, data=body, method=method)
+        req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
         if content_type is not None:
             req.add_header("Content-Type", content_type)
         try:

@@ -6,6 +6,7 @@ traceback; anything unexpected keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shlex
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from ts_notebook.archive import ArchiveInfo, export_model, extract_archive, open
 from ts_notebook.archive.build import write_plan
 from ts_notebook.archive.cli import archiver_parser, plan_from_args
 from ts_notebook.archive.inspect import InspectReport
+from ts_notebook.deploy.cli import export_parser
 from ts_notebook.errors import TsNotebookError
 from ts_notebook.handler.workspace import Workspace, requests_for_test
 from ts_notebook.magics.serve import SERVE_PARSER, ServeCommands, UsageParser, full_help, parse_or_help
@@ -42,6 +44,7 @@ def _user_errors(fn: F) -> F:
 
 
 _MAR_BUILD_PARSER = archiver_parser(prog="%mar_build", parser_class=UsageParser)
+_EXPORT_PARSER = export_parser(prog="%ts_export", parser_class=UsageParser)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -80,7 +83,8 @@ def _progress(total: int, desc: str) -> Iterator[Callable[[int], None] | None]:
 
 @magics_class
 class TsNotebookMagics(ServeCommands, Magics):
-    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``, ``%mar_check``, ``%ts_serve``)."""
+    """The ts_notebook magics (``%%handler``, ``%mar_build``, ``%mar_inspect``, ``%mar_check``, ``%ts_serve``,
+    ``%ts_export``)."""
 
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
@@ -293,6 +297,51 @@ class TsNotebookMagics(ServeCommands, Magics):
             return None
         return getattr(self, f"_serve_{args.command.replace('-', '_')}")(args)
 
+    @line_magic
+    @_user_errors
+    def ts_export(self, line: str) -> Any:
+        """Ship a model beyond the notebook: write a deployment for real TorchServe (a container with a
+        model_snapshot), KServe (its TorchServe runtime, or its own Python model server) or Ray Serve,
+        with the model's real settings, and list what was chosen and why, what will break, and how to run it.
+
+        MODEL is a model the notebook's backend serves (its served settings are used), or an archive.
+
+        Example::
+
+            %ts_export tiny --to torchserve deploy/tiny-ts
+        """
+        from ts_notebook.deploy.cli import run
+
+        args = parse_or_help(_EXPORT_PARSER, line)
+        if args is None:
+            return None
+        return run(self._export_source(args.model, args.name), args)
+
+    def _export_source(self, model: str, name: str | None) -> Any:
+        """A served model's archive and settings, else an archive at that path or in the model store."""
+        from ts_notebook.deploy import source
+        from ts_notebook.errors import BackendError
+
+        if Path(model).exists():
+            return source.from_archive(model, name)
+        tracked = self.session.current()
+        if tracked is not None:
+            info = tracked.info
+            try:
+                described = info.client().describe(model)
+            except BackendError:
+                described = []
+            if described:
+                found = source.from_description(described[0], source.archive_of(described[0], info.model_store))
+                return found if name is None else dataclasses.replace(found, name=name)
+        for candidate in (self.workspace.root / "model_store" / f"{model}.mar", Path(f"{model}.mar")):
+            if candidate.exists():
+                return source.from_archive(candidate, name)
+        raise UsageError(
+            f"{model}: no such archive, and no running backend of this notebook serves a model of that name. "
+            "Pass the archive's path (from %mar_build), or %ts_serve register it first."
+        )
+
     def _served_from(self, archive: Path) -> list[str]:
         """Notes for models the running backend serves from ``archive`` (they keep the old code until reloaded)."""
         tracked = self.session.current()
@@ -329,3 +378,4 @@ class TsNotebookMagics(ServeCommands, Magics):
 
 TsNotebookMagics.mar_build.__doc__ = f"{TsNotebookMagics.mar_build.__doc__}\n{_MAR_BUILD_PARSER.format_help()}"
 TsNotebookMagics.ts_serve.__doc__ = f"{TsNotebookMagics.ts_serve.__doc__}\n{full_help(SERVE_PARSER)}"
+TsNotebookMagics.ts_export.__doc__ = f"{TsNotebookMagics.ts_export.__doc__}\n{_EXPORT_PARSER.format_help()}"

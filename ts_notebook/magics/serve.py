@@ -49,7 +49,9 @@ def _start_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach", action="store_true", help="keep running after this kernel exits")
     p.add_argument("--no-token", action="store_true", help="serve without token authorization")
     p.add_argument("--replace", action="store_true", help="stop this notebook's running backend and start anew")
-    p.add_argument("--torchserve", action="store_true", help="run real TorchServe instead (not available yet)")
+    p.add_argument(
+        "--torchserve", action="store_true", help="run real TorchServe (Java; from TS_NOTEBOOK_TORCHSERVE or PATH)"
+    )
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for it to serve")
 
 
@@ -166,11 +168,6 @@ class ServeCommands:
         from ts_notebook.serving import ServeStatus
         from ts_notebook.session import BackendRunning
 
-        if args.torchserve:
-            raise UsageError(
-                "--torchserve (real TorchServe) is not available yet; %ts_serve start runs the embedded "
-                "backend, and archives from %mar_build load unchanged in TorchServe"
-            )
         store = Path(args.model_store) if args.model_store else self.workspace.root / "model_store"
         store.mkdir(parents=True, exist_ok=True)
         spec = launcher.LaunchSpec(
@@ -181,6 +178,7 @@ class ServeCommands:
             args.workers,
             not args.no_token,
             args.detach,
+            "torchserve" if args.torchserve else "embedded",
         )
         try:
             outcome = self.session.start(spec, replace=args.replace, timeout=args.timeout)
@@ -198,10 +196,11 @@ class ServeCommands:
                 f"the backend did not answer within {outcome.seconds:.0f} s; it was stopped. "
                 f"Its output:\n{outcome.output[-3000:]}"
             )
+        engine = "real TorchServe" if args.torchserve else "the embedded backend"
         if isinstance(outcome, launcher.Started):
-            note = f"started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
+            note = f"{engine} started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
         else:
-            note = f"reusing the running backend (pid {outcome.info.pid})"
+            note = f"reusing {engine} (pid {outcome.info.pid})"
         return ServeStatus.of(outcome.info, note)
 
     def _serve_stop(self, args: Any) -> str:
@@ -218,14 +217,31 @@ class ServeCommands:
 
         return ServeStatus.of(self._backend())
 
+    def _embedded(self, what: str) -> Any:
+        """The backend, when it is the embedded one; real TorchServe keeps no record of its requests."""
+        info = self._backend()
+        if not info.embedded:
+            raise UsageError(
+                f"{what} needs the embedded backend: real TorchServe keeps no record of served requests or stage "
+                "timings and has no hot reload. Start it with %ts_serve start --replace (without --torchserve); for "
+                "TorchServe, register the rebuilt archive as a new version and %ts_serve set-default it."
+            )
+        return info
+
     def _serve_register(self, args: Any) -> str:
         path = Path(args.path)
         if not path.exists():
             raise UsageError(f"{args.path}: no such archive. Build one with %mar_build.")
-        client = self._backend().client()
+        info = self._backend()
+        url = str(path.resolve())
+        if not info.embedded:  # TorchServe registers only what is in its model store
+            from ts_notebook.deploy.launch import stage
+
+            url = stage(Path(str(info.model_store)), url)
+        client = info.client()
         return str(
             client.register(
-                str(path.resolve()),
+                url,
                 model_name=args.name,
                 initial_workers=args.workers,
                 batch_size=args.batch_size,
@@ -259,7 +275,7 @@ class ServeCommands:
         if args.path and not Path(args.path).exists():
             raise UsageError(f"{args.path}: no such archive. Build one with %mar_build.")
         try:
-            report = self._backend().client().reload(args.name, url, version=args.version)
+            report = self._embedded("%ts_serve reload").client().reload(args.name, url, version=args.version)
         except ServerError as exc:
             if exc.kind != "ReloadFailedException":
                 raise
@@ -269,7 +285,7 @@ class ServeCommands:
     def _serve_requests(self, args: Any) -> Any:
         from ts_notebook.serving import RequestList
 
-        client = self._backend().client()
+        client = self._embedded("%ts_serve requests").client()
         return RequestList(client.requests(args.name, failed=args.failed, limit=args.limit))
 
     def _serve_replay(self, args: Any) -> Any:
@@ -281,7 +297,11 @@ class ServeCommands:
                 raise UsageError(f"--handler {args.handler}: no %%handler {args.handler} cell has run in this notebook")
             handler_dir = self.workspace.handlers[args.handler].parent
         result = replay(
-            self._backend().client(), args.request_id, handler=args.handler, handler_dir=handler_dir, alone=args.alone
+            self._embedded("%ts_serve replay").client(),
+            args.request_id,
+            handler=args.handler,
+            handler_dir=handler_dir,
+            alone=args.alone,
         )
         if args.debug and not post_mortem(result.trace):
             print("nothing raised in the replay: no debugger to open")
@@ -290,7 +310,7 @@ class ServeCommands:
     def _serve_timings(self, args: Any) -> Any:
         from ts_notebook.serving import TimingsView
 
-        return TimingsView(self._backend().client().timings(args.name))
+        return TimingsView(self._embedded("%ts_serve timings").client().timings(args.name))
 
     def _serve_predict(self, args: Any) -> Any:
         payload: bytes | str = args.payload or ""
@@ -316,4 +336,7 @@ class ServeCommands:
     def _serve_logs(self, args: Any) -> Any:
         from ts_notebook.serving import LogView
 
-        return LogView.of(self._backend().client(), args.name, args.tail)
+        info = self._backend()
+        if not info.embedded:
+            return LogView.of_files(Path(str(info.log_dir)), args.name, args.tail)
+        return LogView.of(info.client(), args.name, args.tail)

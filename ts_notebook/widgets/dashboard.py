@@ -14,7 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from ts_notebook.client import Client, Response, describe_all
+from ts_notebook.client import Client, Response, ServerError, describe_all
 from ts_notebook.errors import BackendError
 from ts_notebook.preview import json_preview
 from ts_notebook.serving import notebook_views, worker_generations
@@ -29,6 +29,10 @@ from ts_notebook.widgets.try_it import TryItView
 
 # Dashboards whose poller may be running, so that unloading the extension can stop them all.
 _LIVE: weakref.WeakSet[ServingDashboard] = weakref.WeakSet()
+EXTRAS_NOTE = (
+    "real TorchServe keeps no record of served requests: the request log, replay, stage timings and reload need "
+    "the embedded backend (models, scaling and the try-it form work)"
+)
 
 
 class ServingDashboard(widgets.VBox):
@@ -39,6 +43,7 @@ class ServingDashboard(widgets.VBox):
 
     def __init__(self, client: Client, *, interval: float = 1.0, autostart: bool = True) -> None:
         self.client = client
+        self.extras = True  # the event record, replay and reload: the embedded backend's, not TorchServe's
         self._seq = 0
         self._urls: dict[str, str] = {}
         self.header = widgets.HTML()
@@ -70,7 +75,7 @@ class ServingDashboard(widgets.VBox):
 
     def _refresh(self) -> None:
         try:
-            batch = self.client.events(self._seq, limit=2000)
+            batch = self._events()
             listed, described = describe_all(self.client)
             views = notebook_views(self.client)
             generations = worker_generations(self.client, views)
@@ -101,6 +106,18 @@ class ServingDashboard(widgets.VBox):
                 f"<b>serving</b> <code>{html.escape(self.client.inference_address)}</code> "
                 f"· {len(described)} model version(s) · status {self.status}"
             )
+
+    def _events(self) -> dict[str, Any]:
+        """New events; none from real TorchServe, which has no event stream (the models view still works)."""
+        if self.extras:
+            try:
+                return self.client.events(self._seq, limit=2000)
+            except ServerError as exc:
+                if exc.status != 404:
+                    raise
+                self.extras = False
+                self.requests.note = EXTRAS_NOTE
+        return {"events": [], "next": self._seq}
 
     def _server_gone(self, why: str) -> None:
         self.status = "stopped"

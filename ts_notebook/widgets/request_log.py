@@ -4,6 +4,7 @@ Newest first; failed rows are marked; the newest rows carry a replay button."""
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ def _row_html(e: dict[str, Any]) -> str:
 
 class RequestLogView(widgets.VBox):
     rows: traitlets.List[dict[str, Any]] = traitlets.List()
+    note = traitlets.Unicode("")  # shown instead of "none yet" (e.g. the server keeps no request record)
 
     def __init__(self, on_replay: Callable[[str], Any] | None = None) -> None:
         self._on_replay = on_replay
@@ -45,7 +47,7 @@ class RequestLogView(widgets.VBox):
         self._buttons.add_class("tsn-replay-rows")
         super().__init__(children=[self._body, self._buttons])
         self.add_class("tsn-request-log")
-        self.observe(lambda _c: self._render(), names="rows")
+        self.observe(lambda _c: self._render(), names=["rows", "note"])
         self._render()
 
     def add(self, events: list[dict[str, Any]]) -> None:
@@ -54,7 +56,7 @@ class RequestLogView(widgets.VBox):
 
     def _render(self) -> None:
         if not self.rows:
-            self._body.value = "<b>requests</b> <i>none yet</i>"
+            self._body.value = f"<b>requests</b> <i>{html.escape(self.note or 'none yet')}</i>"
             self._buttons.children = []
             return
         head = (

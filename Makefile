@@ -5,12 +5,14 @@ PY ?= python3
 VENV := .venv
 TSVENV := .venv-ts
 K6VENV := .venv-ipykernel6
+RAYVENV := .venv-ray
+KSVENV := .venv-kserve
 PIP := $(VENV)/bin/pip install -q -c constraints.txt
 TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv compat-venv kernel-range test lint pytest lab bench bench-live bench-soak docs-screenshot clean
+.PHONY: venv compat-venv deploy-venvs kernel-range test lint pytest lab bench bench-live bench-soak docs-screenshot clean
 
 venv: $(VENV)/.installed
 compat-venv: $(TSVENV)/.installed
@@ -31,6 +33,22 @@ $(TSVENV)/.installed: constraints.txt
 	$(TSPIP) torchserve==0.12.0 torch-model-archiver==0.12.0 pyyaml numpy
 	touch $@
 
+# The export targets, each in a venv of its own (their pins clash with each other's and the notebook's):
+# Ray Serve and KServe's Python model server, torch pinned, for the export proofs in tests/compat.
+deploy-venvs: $(RAYVENV)/.installed $(KSVENV)/.installed
+
+$(RAYVENV)/.installed: constraints.txt
+	$(PY) -m venv $(RAYVENV)
+	$(RAYVENV)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(RAYVENV)/bin/pip install -q -c constraints.txt 'ray[serve]==2.60.0' pyyaml
+	touch $@
+
+$(KSVENV)/.installed: constraints.txt
+	$(PY) -m venv $(KSVENV)
+	$(KSVENV)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(KSVENV)/bin/pip install -q -c constraints.txt 'kserve==0.21.0' pyyaml
+	touch $@
+
 # The oldest ipykernel we support (6.29) runs the widget, magic and dashboard tests too; the main venv has the newest.
 $(K6VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(K6VENV)
@@ -46,13 +64,14 @@ lint: venv
 	$(VENV)/bin/ruff check ts_notebook tests bench
 	$(VENV)/bin/mypy
 
-pytest: venv compat-venv
-	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python -m pytest tests --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
+pytest: venv compat-venv deploy-venvs
+	TS_REF_VENV=$(abspath $(TSVENV)) TS_NOTEBOOK_TORCHSERVE=$(abspath $(TSVENV)) \
+	TS_RAY_VENV=$(abspath $(RAYVENV)) TS_KSERVE_VENV=$(abspath $(KSVENV)) $(VENV)/bin/python -m pytest tests --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
 
 test: lint pytest kernel-range
 
 lab: venv
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
+	TS_NOTEBOOK_TORCHSERVE=$(abspath $(TSVENV)) $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
 
 bench: venv compat-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py
@@ -75,4 +94,4 @@ docs-screenshot: venv
 	cp tests/browser/artifacts/dashboard.png docs/dashboard.png
 
 clean:
-	rm -rf $(VENV) $(TSVENV) $(K6VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TSVENV) $(K6VENV) $(RAYVENV) $(KSVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -86,3 +86,25 @@ def torchserve(ts_ref_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def model_assets(assets: Path) -> Path:
     """The shared inputs of tests/assets.py (TinyNet as eager and TorchScript, handlers, config, extra_dir)."""
     return assets
+
+
+def _target_venv(variable: str, executable: str) -> Path:
+    raw = os.environ.get(variable)
+    if not raw:
+        pytest.skip(f"{variable} is not set: `make deploy-venvs` creates it (the Makefile's pytest sets it)")
+    venv = Path(raw)
+    if not (venv / "bin" / executable).is_file():
+        pytest.skip(f"{variable}={raw} has no bin/{executable}: create it with `make deploy-venvs`")
+    return venv
+
+
+@pytest.fixture(scope="session")
+def kserve_venv() -> Path:
+    """A venv with kserve 0.21.0 and torch (pinned), from `TS_KSERVE_VENV`."""
+    return _target_venv("TS_KSERVE_VENV", "python")
+
+
+@pytest.fixture(scope="session")
+def ray_venv() -> Path:
+    """A venv with ray[serve] 2.60.0 and torch (pinned), from `TS_RAY_VENV`."""
+    return _target_venv("TS_RAY_VENV", "serve")

@@ -189,7 +189,7 @@ import os
 
 import kserve
 from kserve.errors import InferenceError
-from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest
 
 from ts_notebook.deploy.runtime import HandlerRuntime
 
@@ -219,8 +219,9 @@ class TorchServeHandler(kserve.Model):
         answer = self.runtime.predict(json.dumps(body), "application/json")
         if answer.status != 200:
             raise InferenceError(answer.body.decode("utf-8", "replace"))
-        result = answer.json()
-        return InferResponse.from_rest(result) if isinstance(payload, InferRequest) else result
+        # The envelope's JSON as it is (KServe validates a v2 answer's shape; InferResponse would turn
+        # non-numeric BYTES data into strings, which TorchServe does not).
+        return answer.json()
 
 
 if __name__ == "__main__":

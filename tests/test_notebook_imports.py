@@ -32,7 +32,9 @@ def _imports(notebook: Path) -> tuple[set[str], set[str]]:
             if first.startswith("%%writefile"):
                 continue
             source = source.split("\n", 1)[1] if "\n" in source else ""
-        python = "\n".join("" if line.lstrip().startswith(("%", "!")) or "= %" in line else line
+        # A magic line becomes `pass` at its indent, so a block holding only a magic still parses.
+        python = "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
+                           if line.lstrip().startswith(("%", "!")) or "= %" in line else line
                            for line in source.splitlines())  # fmt: skip
         for node in ast.walk(ast.parse(python)):
             if isinstance(node, ast.Import):

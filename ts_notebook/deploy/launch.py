@@ -21,7 +21,14 @@ from pathlib import Path
 
 from ts_notebook.backend.config import read_properties
 from ts_notebook.backend.info import BackendInfo
-from ts_notebook.deploy.torchserve import TorchServe, TorchServeTimeout, _descendants, _poll, _start_token
+from ts_notebook.deploy.torchserve import (
+    TorchServe,
+    TorchServeTimeout,
+    _descendants,
+    _poll,
+    _start_token,
+    wait_or_kill,
+)
 from ts_notebook.launcher import Failed, LaunchSpec, Started, TimedOut
 
 ENV_VAR = "TS_NOTEBOOK_TORCHSERVE"
@@ -52,6 +59,12 @@ def find_java() -> str | None:
     if home and (Path(home) / "bin" / "java").is_file():
         return str(Path(home) / "bin" / "java")
     return shutil.which("java")
+
+
+def _version(venv: Path) -> str:
+    """The TorchServe version installed in ``venv`` (its ts/version.txt), for the record and status."""
+    found = next(venv.glob("lib/python*/site-packages/ts/version.txt"), None)
+    return f"torchserve {found.read_text().strip()}" if found else "torchserve"
 
 
 def stage(store: Path, path: str) -> str:
@@ -147,7 +160,7 @@ def start(spec: LaunchSpec, run_dir: Path, timeout: float) -> Started | Failed |
         key_file=server.key_file if spec.token_auth else None,
         model_store=str(store),
         started=time.time(),
-        version="torchserve 0.12",
+        version=_version(exe.parent.parent),
         failed_models=_not_loaded(server, spec.models, models, timeout),
         engine="torchserve",
         log_dir=str(server.log_dir),
@@ -217,17 +230,7 @@ def stop_processes(pid: int, grace: float = 20.0) -> bool:
     for p, _ in tracked:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
-
-    def gone() -> bool:
-        return all(_start_token(p) != tok for p, tok in tracked)
-
-    if not _poll(gone, grace):
-        for p, tok in tracked:
-            if _start_token(p) == tok:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGKILL)
-        return _poll(gone, 5.0)
-    return True
+    return wait_or_kill(tracked, grace)
 
 
 def stop(info: BackendInfo, grace: float = 20.0) -> bool:

@@ -78,6 +78,22 @@ def _descendants(pid: int) -> list[int]:
     return found[1:]
 
 
+def wait_or_kill(tracked: list[tuple[int, str]], timeout: float) -> bool:
+    """Wait for the (pid, start token) processes to go; SIGKILL those still there after ``timeout``.
+    The token makes sure a reused pid is never killed. True when all are gone."""
+
+    def gone() -> bool:
+        return all(_start_token(pid) != tok for pid, tok in tracked)
+
+    if _poll(gone, timeout):
+        return True
+    for pid, tok in tracked:
+        if _start_token(pid) == tok:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return _poll(gone, 5.0)
+
+
 def _poll(done: Callable[[], bool], timeout: float) -> bool:
     """Poll `done` every 0.1 s until it is true or `timeout` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout
@@ -252,15 +268,7 @@ class TorchServe:
             tracked = [(pid, tok) for pid in pids if (tok := _start_token(pid)) is not None]
             self._cli("--stop")  # returns at once while the JVM is still shutting down (~3 s)
 
-            def gone() -> bool:
-                return all(_start_token(pid) != tok for pid, tok in tracked)
-
-            if not _poll(gone, timeout):
-                for pid, tok in tracked:
-                    if _start_token(pid) == tok:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)
-                _poll(gone, 5.0)
+            wait_or_kill(tracked, timeout)
             self.pid = None
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)

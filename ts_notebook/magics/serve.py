@@ -196,11 +196,11 @@ class ServeCommands:
                 f"the backend did not answer within {outcome.seconds:.0f} s; it was stopped. "
                 f"Its output:\n{outcome.output[-3000:]}"
             )
-        engine = "real TorchServe" if args.torchserve else "the embedded backend"
+        engine = "real TorchServe " if args.torchserve else ""
         if isinstance(outcome, launcher.Started):
-            note = f"{engine} started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
+            note = f"{engine}started in {outcome.seconds:.2f} s" + ("" if args.detach else " (stops with this kernel)")
         else:
-            note = f"reusing {engine} (pid {outcome.info.pid})"
+            note = f"reusing the running {'TorchServe' if args.torchserve else 'backend'} (pid {outcome.info.pid})"
         return ServeStatus.of(outcome.info, note)
 
     def _serve_stop(self, args: Any) -> str:

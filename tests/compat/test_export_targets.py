@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -231,11 +232,14 @@ def test_ray_serve_app_answers_as_the_embedded_backend_including_a_batch(
     log = tmp_path / "ray.log"
     url = f"http://127.0.0.1:{port}/predictions/tiny"
     bodies = [json.dumps({"input": [i, 1, 2, 3]}).encode() for i in range(4)]
-    with running([str(ray_venv / "bin" / "serve"), "run", "serve_config.yaml"], report.folder, env, log):
-        wait_for(url, PAYLOADS[0], log)
-        single = decode(http("POST", url, PAYLOADS[0]))
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            batch = list(pool.map(lambda b: decode(http("POST", url, b)), bodies))
+    try:
+        with running([str(ray_venv / "bin" / "serve"), "run", "serve_config.yaml"], report.folder, env, log):
+            wait_for(url, PAYLOADS[0], log)
+            single = decode(http("POST", url, PAYLOADS[0]))
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                batch = list(pool.map(lambda b: decode(http("POST", url, b)), bodies))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     query = "model_name=tiny&batch_size=4&max_batch_delay=2000&initial_workers=1"
     ours_single = embedded_answers(tmp_path / "ours1", archive, query.replace("4", "1", 1), (PAYLOADS[0],))
     ours = EmbeddedBackend(tmp_path / "ours", "--disable-token-auth", "--enable-model-api")

@@ -4,8 +4,6 @@ missing TorchServe or Java is a clear failure saying what to install."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -156,4 +154,3 @@ def test_missing_torchserve_or_java_fails_saying_what_to_install(
     assert isinstance(outcome, launcher.Failed)
     assert "install Java 17" in outcome.reason
     assert not list(short_dir.glob("ts_notebook/*/backend.json"))  # nothing recorded as running
-    json.dumps(os.environ.get(ENV_VAR))

@@ -25,6 +25,7 @@ from ts_notebook.deploy.torchserve import (
     TorchServe,
     TorchServeTimeout,
     _descendants,
+    _link_or_copy,
     _poll,
     _start_token,
     wait_or_kill,
@@ -81,12 +82,9 @@ def stage(store: Path, path: str) -> str:
     if dest.exists():
         shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
     if src.is_dir():
-        shutil.copytree(src, dest)
+        shutil.copytree(src, dest, copy_function=_link_or_copy)
     else:
-        try:
-            os.link(src, dest)
-        except OSError:
-            shutil.copy2(src, dest)
+        _link_or_copy(str(src), str(dest))
     return src.name
 
 

@@ -7,11 +7,26 @@ imports its HTTP stack, so the two overlap.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from typing import Any
 
 from ts_notebook.backend.config import from_args
 from ts_notebook.backend.ipc import private_folder
 from ts_notebook.errors import TsNotebookError
+
+
+def _run(main: Any) -> None:
+    """Run the backend on uvloop when it is installed (TS_NOTEBOOK_LOOP=asyncio opts out)."""
+    if os.environ.get("TS_NOTEBOOK_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         zygote.launch()
         from ts_notebook.backend.server import run
 
-        asyncio.run(run(config, zygote))
+        _run(run(config, zygote))
     except TsNotebookError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -18,10 +18,11 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
+from ts_notebook.backend.jobs import Job, JobQueue
 from ts_notebook.backend.messages import Answer, ErrorInfo, Generation, Result, WireRequest, WorkerStatus
 from ts_notebook.backend.pool import WorkerPool
 from ts_notebook.backend.registry import ModelVersion, Settings
@@ -29,20 +30,6 @@ from ts_notebook.backend.sequences import Sequences
 
 _BATCH_IDS = itertools.count(1)
 _DIED = ErrorInfo(500, "Worker died.")
-
-
-@dataclass(eq=False)
-class Job:
-    """One inference request waiting for, or being served by, a worker."""
-
-    request_id: str
-    row: dict[str, Any]
-    headers: dict[str, Any]
-    future: asyncio.Future[Answer]
-    enqueued: float = field(default_factory=time.perf_counter)
-    started: float = 0.0
-    # send_intermediate_predict_response chunks, streamed to the client before the final answer
-    chunks: asyncio.Queue[tuple[bytes, str]] = field(default_factory=asyncio.Queue)
 
 
 @dataclass(frozen=True)
@@ -68,7 +55,7 @@ class Dispatcher:
         self.generation = generation
         self.pool = pool
         self.on_event = on_event
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max(1, mv.settings.job_queue_size))
+        self.queue = JobQueue(max(1, mv.settings.job_queue_size))
         self.workers: dict[str, WorkerHandle] = {}  # every worker of this version, old generations too
         self.target = 0
         self.retired = False
@@ -199,7 +186,7 @@ class Dispatcher:
 
     async def _retire_worker(self, worker: WorkerHandle) -> None:
         """Let the worker finish the batch it holds (a forming one included), then stop it."""
-        worker.drain.set()
+        worker.start_draining()
         if worker.status == WorkerStatus.READY:
             worker.status = WorkerStatus.DRAINING
         if worker.loop_task is not None:
@@ -255,7 +242,7 @@ class Dispatcher:
         for worker in new:
             self._adopt(worker)
         for worker in old:  # drain before stopping; they take no new job from now on
-            worker.drain.set()
+            worker.start_draining()
         self._background(self._retire_all(old))
 
     async def _retire_all(self, workers: list[WorkerHandle]) -> None:
@@ -305,35 +292,7 @@ class Dispatcher:
         """The next job, or None when the wait times out or the worker is told to drain."""
         if worker.drain.is_set():
             return None
-        if not self.queue.empty():
-            return self.queue.get_nowait()
-        getter = asyncio.ensure_future(self.queue.get())
-        stop = asyncio.ensure_future(worker.drain.wait())
-        try:
-            await asyncio.wait({getter, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            self._give_back(getter)
-            raise
-        finally:
-            stop.cancel()
-        if getter.done():
-            return getter.result()
-        getter.cancel()  # a pending get holds no job yet: cancelling it loses nothing
-        return None
-
-    def _give_back(self, getter: asyncio.Future[Job]) -> None:
-        """A loop cancelled (its worker died) just as it took a job: the job goes back for another worker."""
-        if not getter.done():
-            getter.cancel()
-            return
-        if getter.cancelled():
-            return
-        job = getter.result()
-        try:
-            self.queue.put_nowait(job)
-        except asyncio.QueueFull:
-            if not job.future.done():
-                job.future.set_result(Answer(error=_DIED))
+        return await self.queue.take(timeout, worker.waiting)
 
     def _orphan(self, worker: WorkerHandle, error: ErrorInfo) -> None:
         """A stateful worker is gone: its sequences close and their waiting requests get ``error``."""
@@ -397,15 +356,16 @@ class Dispatcher:
         requests = [WireRequest(j.request_id, j.row, j.headers) for j in batch]
         result: Result | None = None
         try:
-            result = await asyncio.wait_for(
-                self.pool.predict(worker, batch_id, requests), self.settings.response_timeout
-            )
+            result = await self.pool.predict(worker, batch_id, requests, self.settings.response_timeout)
         except asyncio.TimeoutError:
             self.pool.worker_event(worker, "TIMEOUT", response_timeout=self.settings.response_timeout)
             worker.status = WorkerStatus.KILLED  # never READY again: its socket closes and it is replaced
             worker.kill()
         except (WorkerDied, ConnectionError):
             pass
+        except asyncio.CancelledError:  # the worker died and its loop was stopped: the batch fails, not hangs
+            self._answer(worker, batch, batch_id, None, 0.0)
+            raise
         transport = time.perf_counter() - sent - (result.handle_seconds if result else 0.0)
         if result is not None:
             for record in result.metrics:

@@ -10,11 +10,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ts_notebook.backend.jobs import release
 from ts_notebook.backend.messages import Generation, Loaded, LoadFailure, Result, Swapped, WorkerStatus
 from ts_notebook.errors import BackendError
 
 if TYPE_CHECKING:
-    from ts_notebook.backend.dispatcher import Dispatcher, Job
+    from ts_notebook.backend.dispatcher import Dispatcher
+    from ts_notebook.backend.jobs import Job
 
 
 OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
@@ -62,6 +64,12 @@ class WorkerHandle:
     exit_code: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     drain: asyncio.Event = field(default_factory=asyncio.Event)  # set: take no new work, stop after the batch
+    waiting: list[asyncio.Future[Job | None]] = field(default_factory=list)  # its loop's wait for a job
+
+    def start_draining(self) -> None:
+        """Take no new job (a loop waiting for one wakes up empty-handed); stop after the current batch."""
+        self.drain.set()
+        release(self.waiting)
 
     def describe(self) -> dict[str, Any]:
         """The worker as TorchServe's describe API shows it."""

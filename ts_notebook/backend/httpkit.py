@@ -38,7 +38,8 @@ def json_response(payload: Any, status: int = 200, request_id: str | None = None
 async def read_body(request: web.Request, timeout: float) -> bytes:
     """The request's body, or TorchServe-style 408 when it does not all arrive within ``timeout`` s."""
     try:
-        return await asyncio.wait_for(request.read(), timeout)
+        async with asyncio.timeout(timeout):  # a timer on this task; wait_for would start a task per request
+            return await request.read()
     except asyncio.TimeoutError:
         raise ApiError(
             408, "RequestTimeoutException", f"the request body did not arrive within {timeout:g} s"

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ts_notebook.backend.dispatcher import Job
 from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import (
     NO_CACHE,
@@ -22,6 +21,7 @@ from ts_notebook.backend.httpkit import (
     json_response,
     read_body,
 )
+from ts_notebook.backend.jobs import Job
 from ts_notebook.backend.messages import Answer, Response
 from ts_notebook.backend.registry import ApiError
 from ts_notebook.backend.sequences import SequenceRefused
@@ -263,18 +263,12 @@ async def _answer(request: web.Request, job: Job, request_id: str) -> tuple[Answ
             await stream.prepare(request)
         await stream.write(body)
 
-    while not job.future.done():
-        getter = asyncio.ensure_future(job.chunks.get())
-        waiting: set[asyncio.Future[Any]] = {job.future, getter}
-        try:
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not getter.done():
-                getter.cancel()
-        if getter in done and not getter.cancelled():
-            await write(getter.result())
-    while not job.chunks.empty():
-        await write(job.chunks.get_nowait())
+    while True:
+        await job.changed()
+        while job.chunks:
+            await write(job.chunks.popleft())
+        if job.future.done():
+            break
     return job.future.result(), stream
 
 

@@ -262,19 +262,28 @@ class WorkerPool:
                 await worker.writer.drain()
                 worker.writer.close()
 
-    async def predict(self, worker: WorkerHandle, batch_id: int, requests: list[WireRequest]) -> Result:
-        """Send one batch and wait for its result (no timeout: the dispatcher applies responseTimeout).
+    async def predict(self, worker: WorkerHandle, batch_id: int, requests: list[WireRequest], timeout: float) -> Result:
+        """Send one batch and wait for its result, at most ``timeout`` seconds (responseTimeout).
+
+        A timer rather than ``asyncio.wait_for``, which would wrap every batch in a task of its own.
 
         Raises:
             WorkerDied: the worker's process ended first.
+            asyncio.TimeoutError: no result within ``timeout``.
         """
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        worker.pending[batch_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         if worker.writer is None:
             raise WorkerDied("no connection")
-        worker.writer.write(protocol.encode(Predict(batch_id, requests)))
-        await worker.writer.drain()
-        return await future
+        worker.pending[batch_id] = future
+        timer = loop.call_later(timeout, _time_out, future)
+        try:
+            worker.writer.write(protocol.encode(Predict(batch_id, requests)))
+            await worker.writer.drain()
+            return await future
+        finally:
+            timer.cancel()
+            worker.pending.pop(batch_id, None)
 
     async def swap_code(self, worker: WorkerHandle, generation: Generation) -> Swapped:
         """Ask a worker to run ``generation`` keeping its loaded state; it answers after its current batch."""
@@ -311,7 +320,7 @@ class WorkerPool:
         elif isinstance(message, Intermediate):
             job = worker.inflight.get(message.request_id)
             if job is not None and not job.future.done():
-                job.chunks.put_nowait((message.body, message.content_type))
+                job.add_chunk(message.body, message.content_type)
         elif isinstance(message, Log):
             self._event("log", worker, level=message.level, message=message.message, source=message.source,
                         request_id=message.request_id)  # fmt: skip
@@ -351,6 +360,11 @@ class WorkerPool:
             worker.kill()
         if self._server is not None:
             self._server.close()
+
+
+def _time_out(future: asyncio.Future[Result]) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 _EXITED = LoadFailure("the worker process exited while loading the model")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ts_notebook.backend.dispatcher import Job
+    from ts_notebook.backend.jobs import Job
     from ts_notebook.backend.registry import Settings
 
 SEQUENCE_ID = "ts_request_sequence_id"

@@ -115,12 +115,17 @@ class Served:
 
 
 def _limit_threads(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MKL_NUM_THREADS"] = str(threads)
+    """Give the model's real ops this worker's share of the cores: torch's intra-op and inter-op
+    pools, and the thread pools that libraries start from the environment (OpenMP, MKL, and Rayon,
+    which Hugging Face's fast tokenizers size to every core otherwise)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[name] = str(threads)
     import torch
 
-    # No torch op has run in the zygote, so the pool is not built yet and this takes effect.
+    # No torch op has run in the zygote, so the pools are not built yet and this takes effect.
     torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # fixed once inter-op work has started (a later re-share)
+        torch.set_num_interop_threads(threads)
 
 
 def run(sock_path: str, spec: WorkerSpec, secret: bytes) -> int:
@@ -140,8 +145,9 @@ def run(sock_path: str, spec: WorkerSpec, secret: bytes) -> int:
         worker.send(Loaded(failure=served))
         return 1
     worker.send(Loaded(dict(served.context.system_properties), served.context.manifest))
+    receiver = protocol.Receiver(sock)
     while True:
-        message = protocol.recv(sock)
+        message = receiver.recv()
         if message is None or isinstance(message, Stop):
             return 0
         if isinstance(message, Predict):

@@ -70,7 +70,7 @@ def run_wrk(url: str, body: bytes, clients: int, seconds: float, timeout_s: floa
                 "-s",
                 str(script),
                 url,
-            ],  # noqa: E501
+            ],
             capture_output=True,
             text=True,
             timeout=seconds + timeout_s + 30,

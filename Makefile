@@ -7,12 +7,13 @@ TSVENV := .venv-ts
 K6VENV := .venv-ipykernel6
 RAYVENV := .venv-ray
 KSVENV := .venv-kserve
+LSVENV := .venv-litserve
 PIP := $(VENV)/bin/pip install -q -c constraints.txt
 TSPIP := $(TSVENV)/bin/pip install -q -c constraints.txt
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv compat-venv deploy-venvs kernel-range test lint pytest lab bench bench-live bench-soak docs-screenshot clean
+.PHONY: venv compat-venv deploy-venvs litserve-venv kernel-range test lint pytest lab bench bench-floor bench-live bench-soak docs-screenshot clean
 
 venv: $(VENV)/.installed
 compat-venv: $(TSVENV)/.installed
@@ -49,6 +50,16 @@ $(KSVENV)/.installed: constraints.txt
 	$(KSVENV)/bin/pip install -q -c constraints.txt 'kserve==0.21.0' pyyaml
 	touch $@
 
+# LitServe 0.2.19, a peer in the floor benchmark (bench/bench_floor.py), in a venv of its own; transformers
+# at the project venv's version so it serves the BERT-sized archive with the same code.
+litserve-venv: $(LSVENV)/.installed
+
+$(LSVENV)/.installed: constraints.txt
+	$(PY) -m venv $(LSVENV)
+	$(LSVENV)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(LSVENV)/bin/pip install -q -c constraints.txt 'litserve==0.2.19' "transformers==$$($(VENV)/bin/python -c 'import transformers; print(transformers.__version__)')" pyyaml
+	touch $@
+
 # The oldest ipykernel we support (6.29) runs the widget, magic and dashboard tests too; the main venv has the newest.
 $(K6VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(K6VENV)
@@ -73,12 +84,17 @@ test: lint pytest kernel-range
 lab: venv
 	TS_NOTEBOOK_TORCHSERVE=$(abspath $(TSVENV)) $(VENV)/bin/jupyter lab --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
 
-bench: venv compat-venv
+bench: venv compat-venv litserve-venv
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_archive.py
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_serving.py
 	$(VENV)/bin/python bench/bench_notebook_start.py
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_live.py
 	$(VENV)/bin/python bench/bench_soak.py
+	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_floor.py
+
+# Serving at the machine's floor: ours, TorchServe default and tuned, LitServe, in-process (wrk from apt).
+bench-floor: venv compat-venv litserve-venv
+	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_floor.py
 
 bench-soak: venv
 	$(VENV)/bin/python bench/bench_soak.py

@@ -37,6 +37,9 @@ def _env_common(tmp: Path) -> dict[str, str]:
     env["TMPDIR"] = env["TEMP"] = env["TMP"] = str(tmp)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    # BENCH_OURS_SOURCE: another checkout's folder holding ts_notebook/, to measure its backend ("before").
+    if os.environ.get("BENCH_OURS_SOURCE"):
+        env["PYTHONPATH"] = os.environ["BENCH_OURS_SOURCE"]
     return env
 
 

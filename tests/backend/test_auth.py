@@ -152,6 +152,7 @@ def test_worker_threads_are_a_share_of_the_cpus(auth_backend: Backend) -> None:
     assert seen["pid"] == slow["pid"]
     assert seen["torch_threads"] == slow["threads"]
     assert seen["omp"] == str(slow["threads"])
+    assert seen["rayon"] == str(slow["threads"])  # fast tokenizers' thread pool gets the same share
 
 
 def test_workers_together_do_not_oversubscribe_the_cpus(auth_backend: Backend) -> None:

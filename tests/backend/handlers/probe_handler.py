@@ -109,6 +109,7 @@ def _whoami(data, context):
         "pid": os.getpid(),
         "torch_threads": torch.get_num_threads(),
         "omp": os.environ.get("OMP_NUM_THREADS"),
+        "rayon": os.environ.get("RAYON_NUM_THREADS"),
         "gpu_id": props.get("gpu_id"),
         "cwd": os.getcwd(),
         "model_name": context.model_name,

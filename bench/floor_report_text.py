@@ -70,8 +70,20 @@ def _http_floor(result: dict[str, Any]) -> str:
     return "; ".join(parts) or "not measured"
 
 
-def render(result: dict[str, Any], parts: dict[str, str]) -> str:
+def _settings(result: dict[str, Any]) -> str:
     plan = result["plan"]
+    return (
+        f"Load average at start {result['load_average']['start']}, at end {result['load_average'].get('end')}. "
+        f"Run took {result.get('elapsed_s')} s. Each server alone on the machine; every cell warm "
+        f"(ours {plan['warm_ours_s']:g} s, TorchServe {plan['warm_ts_s']:g} s of load first), then "
+        f"REPEATS={plan['repeats']} rounds of {plan['tiny_seconds']:g} s (tiny) / {plan['bert_seconds']:g} s (BERT). "
+        "Cells: req/s median [min–max] · p50 / p99 ms (medians). Settings left at each server's defaults except "
+        "what the row names: TorchServe tuned = OMP_NUM_THREADS=MKL_NUM_THREADS=1 for its workers; LitServe gets one "
+        "torch thread per worker too; batch 4 = batch size 4 with a 10 ms window on every server."
+    )
+
+
+def render(result: dict[str, Any], parts: dict[str, str]) -> str:
     lines = [
         "# Serving at the machine's floor: ours, TorchServe 0.12.0 (default, tuned), LitServe, in-process",
         "",
@@ -79,13 +91,7 @@ def render(result: dict[str, Any], parts: dict[str, str]) -> str:
         "",
         _source_line(result.get("source") or {}),
         "",
-        f"Load average at start {result['load_average']['start']}, at end {result['load_average'].get('end')}. "
-        f"Run took {result.get('elapsed_s')} s. Each server alone on the machine; every cell warm "
-        f"(ours {plan['warm_ours_s']:g} s, TorchServe {plan['warm_ts_s']:g} s of load first), then "
-        f"REPEATS={plan['repeats']} rounds of {plan['tiny_seconds']:g} s (tiny) / {plan['bert_seconds']:g} s (BERT). "
-        "Cells: req/s median [min–max] · p50 / p99 ms (medians). Settings left at each server's defaults except "
-        "what the row names: TorchServe tuned = OMP_NUM_THREADS=MKL_NUM_THREADS=1 for its workers; LitServe gets one "
-        "torch thread per worker too; batch 4 = batch size 4 with a 10 ms window on every server.",
+        _settings(result),
         "",
         "## Targets",
         "",

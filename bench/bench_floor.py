@@ -38,7 +38,7 @@ from wrk import ensure_wrk
 def _session(kind: str, model: str, archive: Path, plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
     if kind == "litserve":
         venv, runtime = ctx["litserve_venv"], ctx["litserve_runtime"]
-        return litserve_session(lambda w, b: LitServer(venv, runtime, archive, w, b, model == "bert"), model, plan)
+        return litserve_session(lambda w, b: LitServer(venv, runtime, archive, w, b), model, plan)
     overlay = ctx["overlay"] if model == "bert" else None
     server: Any = OurServer({}) if kind == "ours" else ts_server(ctx["ref"], {}, overlay, kind == "ts_tuned")
     try:

@@ -121,7 +121,7 @@ class LitServer(_Tracked):
 
     kind = "litserve"
 
-    def __init__(self, venv: Path, runtime: Path, archive: Path, workers: int, batch: int, overlay: bool) -> None:
+    def __init__(self, venv: Path, runtime: Path, archive: Path, workers: int, batch: int) -> None:
         super().__init__()
         self.venv, self.runtime, self.archive = venv, runtime, archive
         self.workers, self.batch = workers, batch

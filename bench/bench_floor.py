@@ -96,7 +96,11 @@ def main() -> int:
     if ref is None or shutil.which("java") is None:
         print("needs TS_REF_VENV (make compat-venv) and Java 17 on PATH")
         return 2
-    ensure_wrk()
+    try:
+        ensure_wrk()
+    except RuntimeError as exc:
+        print(exc)
+        return 2
     ctx: dict[str, Any] = {"ref": ref, "overlay": None, "deadline": time.monotonic() + plan.max_seconds}
     notes = []
     if "litserve" in plan.servers:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _one(archive: str, body: bytes, batch: int, seconds: float, out: Any) -> None:
+def _worker(archive: str, body: bytes, batch: int, seconds: float, go: Any, results: Any) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -27,16 +27,15 @@ def _one(archive: str, body: bytes, batch: int, seconds: float, out: Any) -> Non
     requests = [runtime.request(body, "application/json") for _ in range(batch)]
     for _ in range(20):  # warm: the first calls allocate
         runtime.handle(requests)
-    out.get()  # every process starts timing together
+    results.put("ready")
+    go.get()  # every process starts timing together
     latencies = []
     start = time.perf_counter()
     while (now := time.perf_counter()) - start < seconds:
         answers = runtime.handle(requests)
         latencies.append(time.perf_counter() - now)
         assert all(a.status == 200 for a in answers), answers[0].body
-    elapsed = time.perf_counter() - start
-    cpu = time.process_time()
-    out.put((len(latencies) * batch, elapsed, latencies, cpu))
+    results.put((len(latencies) * batch, time.perf_counter() - start, latencies))
 
 
 def main() -> None:
@@ -63,18 +62,6 @@ def main() -> None:
         "call_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
         "per_request_ms": round(1000 * workers / rps, 3) if rps else None,
     }))  # fmt: skip
-
-
-def _worker(archive: str, body: bytes, batch: int, seconds: float, go: Any, results: Any) -> None:
-    class _Gate:
-        def get(self) -> None:
-            results.put("ready")
-            go.get()
-
-        def put(self, value: Any) -> None:
-            results.put(value)
-
-    _one(archive, body, batch, seconds, _Gate())
 
 
 if __name__ == "__main__":

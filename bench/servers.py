@@ -39,7 +39,10 @@ def _env_common(tmp: Path) -> dict[str, str]:
     env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
     # BENCH_OURS_SOURCE: another checkout's folder holding ts_notebook/, to measure its backend ("before").
     if os.environ.get("BENCH_OURS_SOURCE"):
-        env["PYTHONPATH"] = os.environ["BENCH_OURS_SOURCE"]
+        source = Path(os.environ["BENCH_OURS_SOURCE"])
+        if not (source / "ts_notebook" / "backend").is_dir():  # else the installed one would run, mislabelled
+            raise SystemExit(f"BENCH_OURS_SOURCE={source} holds no ts_notebook/backend: point it at a checkout's root")
+        env["PYTHONPATH"] = str(source)
     return env
 
 

@@ -43,7 +43,7 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         choices, warnings, commands = _write(source, to, staging, torchserve, kserve, ray)
-        report = _report(source, to, final, staging, choices, warnings, commands)
+        report = _report(source, to, final, staging, choices, warnings, commands)  # files as they land in final
         (staging / "DEPLOY.md").write_text(report.to_markdown())
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
@@ -51,7 +51,7 @@ def export(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return _report(source, to, final, final, choices, warnings, commands)
+    return report
 
 
 def _write(source: ModelSource, to: str, out: Path, *opts: Any) -> tuple[list[Choice], list[str], list[str]]:

@@ -25,9 +25,9 @@ from ts_notebook.deploy.torchserve import (
     TorchServe,
     TorchServeTimeout,
     _descendants,
-    _link_or_copy,
     _poll,
     _start_token,
+    place,
     wait_or_kill,
 )
 from ts_notebook.launcher import Failed, LaunchSpec, Started, TimedOut
@@ -78,13 +78,7 @@ def stage(store: Path, path: str) -> str:
         return path  # a name in the store, or a URL: TorchServe resolves it
     if src.parent.resolve() == store.resolve():
         return src.name
-    dest = store / src.name
-    if dest.exists():
-        shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-    if src.is_dir():
-        shutil.copytree(src, dest, copy_function=_link_or_copy)
-    else:
-        _link_or_copy(str(src), str(dest))
+    place(src, store / src.name)
     return src.name
 
 

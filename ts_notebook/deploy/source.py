@@ -44,7 +44,6 @@ class ModelSource:
     settings: dict[str, int]
     device: str = "cpu"  # "cpu" or "gpu"
     origin: dict[str, str] = field(default_factory=dict)  # setting -> "served" | "model-config.yaml" | "default"
-    handler: str = ""
     requirements: str | None = None  # the archive's requirements file, if it ships one
 
     @property
@@ -89,7 +88,6 @@ def from_archive(path: str | os.PathLike[str], name: str | None = None) -> Model
         settings,
         "gpu" if device == "gpu" else "cpu",
         origin,
-        manifest.handler,
         manifest.requirements_file,
     )
 

@@ -337,12 +337,7 @@ class TorchServe:
         dest = self.store / src.name
         if dest.exists() and src.resolve() == dest.resolve():
             return src.name
-        if dest.exists():  # a stale copy: registered models were extracted to TEMP already
-            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-        if src.is_dir():
-            shutil.copytree(src, dest, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(str(src), str(dest))
+        place(src, dest)  # a stale copy at dest goes: registered models were extracted to TEMP already
         return src.name
 
     def unregister(self, name: str, version: str | None = None) -> dict[str, Any]:
@@ -379,6 +374,17 @@ class TorchServe:
             lines = path.read_text(errors="replace").splitlines() if path.is_file() else ["(missing)"]
             parts.append(f"==> {path} <==\n" + "\n".join(lines if tail is None else lines[-tail:]))
         return "\n".join(parts)
+
+
+def place(src: Path, dest: Path) -> None:
+    """Put a file or folder at ``dest`` as hard links to ``src`` (copies across file systems),
+    replacing whatever was there."""
+    if dest.exists():
+        shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+    if src.is_dir():
+        shutil.copytree(src, dest, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(str(src), str(dest))
 
 
 def _link_or_copy(src: str, dst: str) -> str:

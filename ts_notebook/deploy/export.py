@@ -43,7 +43,7 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         choices, warnings, commands = _write(source, to, staging, torchserve, kserve, ray)
-        report = _report(source, to, final, staging, choices, warnings, commands)  # files as they land in final
+        report = _report(source, to, final, staging, choices, warnings, commands)
         (staging / "DEPLOY.md").write_text(report.to_markdown())
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
@@ -88,11 +88,12 @@ def _report(
     warnings: list[str],
     commands: list[str],
 ) -> ExportReport:
-    files = sorted(
+    listed = {
         str(p.relative_to(written))
         for p in written.rglob("*")
         if p.is_file() and "ts_notebook" not in p.relative_to(written).parts and "__pycache__" not in p.parts
-    )
+    }
+    files = sorted(listed | {"DEPLOY.md"})  # written from this report, beside the rest
     notes = ("ts_notebook/ holds the handler runtime (Context, ts layer, request shaping); it needs torch and PyYAML",)
     return ExportReport(
         to,

@@ -22,6 +22,7 @@ from pathlib import Path
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.ipc import records_dir
 from ts_notebook.errors import BackendError
+from ts_notebook.properties import read_properties
 
 __all__ = ["INFO_FILE", "BackendInfo", "Failed", "LaunchSpec", "Outcome", "Reused", "Started", "TimedOut"]
 
@@ -128,8 +129,6 @@ def _config_file(spec: LaunchSpec, run_dir: Path) -> Path:
     """The user's config.properties (if any), with port 0 where it names no address."""
     props: dict[str, str] = {}
     if spec.ts_config is not None:
-        from ts_notebook.backend.config import read_properties
-
         props = read_properties(spec.ts_config)
     for key in ("inference_address", "management_address", "metrics_address"):
         props.setdefault(key, "http://127.0.0.1:0")

@@ -22,13 +22,13 @@ import pytest
 
 from tests.assets import build_tiny
 from tests.compat.embedded import EmbeddedBackend, http
-from ts_notebook.backend.config import read_properties
 from ts_notebook.deploy.export import export
 from ts_notebook.deploy.source import from_archive
 from ts_notebook.deploy.to_kserve import KServeOptions
 from ts_notebook.deploy.to_ray import RayOptions
 from ts_notebook.deploy.to_torchserve import TorchServeOptions
 from ts_notebook.deploy.torchserve import TorchServe, _descendants, _free_ports
+from ts_notebook.properties import read_properties
 
 PAYLOADS = (b'{"input": [1, 2, 3, 4]}', b'{"input": [0, 0, 0, 1]}', b'{"no input": 1}')
 DESCRIBED = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from tests.assets import build_tiny
-from ts_notebook.backend.config import read_properties
 from ts_notebook.deploy import cli
 from ts_notebook.deploy.export import export
 from ts_notebook.deploy.source import ExportError, from_archive, from_description
+from ts_notebook.properties import read_properties
 
 
 @pytest.fixture

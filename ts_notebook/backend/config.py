@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ts_notebook.errors import BackendError
+from ts_notebook.properties import read_properties
 
 DEFAULT_MAX_SIZE = 6553500  # TorchServe's max_request_size / max_response_size
 
@@ -57,25 +57,6 @@ class Config:
     def host_port(address: str) -> tuple[str, int]:
         parts = urlsplit(address if "://" in address else f"http://{address}")
         return parts.hostname or "127.0.0.1", parts.port if parts.port is not None else 80
-
-
-def read_properties(path: Path) -> dict[str, str]:
-    """A Java ``.properties`` file as TorchServe reads it (``key=value`` or ``key: value``, ``#``/``!`` comments).
-
-    Raises:
-        BackendError: the file does not exist.
-    """
-    if not path.is_file():
-        raise BackendError(f"--ts-config {path}: no such file.")
-    out: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        match = re.match(r"([^=:\s]+)\s*[=:]?\s*(.*)", line)
-        if match:
-            out[match.group(1)] = match.group(2).strip()
-    return out
 
 
 _INT_KEYS = (

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from ts_notebook.backend.registry import ApiError
+from ts_notebook.backend.api_error import ApiError
 
 NO_CACHE = {
     "Pragma": "no-cache",

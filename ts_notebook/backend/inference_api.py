@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ts_notebook.backend.api_error import ApiError
 from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import (
     NO_CACHE,
@@ -23,7 +24,6 @@ from ts_notebook.backend.httpkit import (
 )
 from ts_notebook.backend.jobs import Job
 from ts_notebook.backend.messages import Answer, Response
-from ts_notebook.backend.registry import ApiError
 from ts_notebook.backend.sequences import SequenceRefused
 from ts_notebook.handler.payload import Request, decode_value, make_request
 

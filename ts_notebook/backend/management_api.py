@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ts_notebook.backend.api_error import ApiError
 from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
 from ts_notebook.backend.notebook_api import NotebookApi
-from ts_notebook.backend.registry import ApiError, ModelVersion
+from ts_notebook.backend.registry import ModelVersion
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ts_notebook.archive.extract import extract_cached
+from ts_notebook.backend.api_error import ApiError
 from ts_notebook.backend.dispatcher import SwapReport
 from ts_notebook.backend.generations import discard, only_handler_changed, read_generation, with_handler
 from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
-from ts_notebook.backend.registry import ApiError, ModelVersion
+from ts_notebook.backend.registry import ModelVersion
 from ts_notebook.errors import TsNotebookError
 
 if TYPE_CHECKING:

@@ -14,25 +14,8 @@ import yaml
 
 from ts_notebook.archive.extract import extract_cached, model_root
 from ts_notebook.archive.manifest import MANIFEST_PATH
+from ts_notebook.backend.api_error import ApiError, not_found, version_not_found
 from ts_notebook.errors import TsNotebookError
-
-
-class ApiError(Exception):
-    """An error answered as TorchServe does: ``{"code", "type", "message"}``."""
-
-    def __init__(self, code: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.kind = kind
-        self.message = message
-
-
-def not_found(name: str) -> ApiError:
-    return ApiError(404, "ModelNotFoundException", f"Model not found: {name}")
-
-
-def version_not_found(name: str, version: str) -> ApiError:
-    return ApiError(404, "ModelVersionNotFoundException", f"Model version: {version} does not exist for model: {name}")
 
 
 @dataclass

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-from ts_notebook.backend.config import read_properties
 from ts_notebook.backend.info import BackendInfo
 from ts_notebook.deploy.torchserve import (
     TorchServe,
@@ -31,6 +30,7 @@ from ts_notebook.deploy.torchserve import (
     wait_or_kill,
 )
 from ts_notebook.launcher import Failed, LaunchSpec, Started, TimedOut
+from ts_notebook.properties import read_properties
 
 ENV_VAR = "TS_NOTEBOOK_TORCHSERVE"
 _WATCHDOGS: list[subprocess.Popen[bytes]] = []

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ts_notebook.properties import read_properties
+
 try:
     import psutil
 except ImportError:  # the /proc fallback below covers Linux
@@ -145,8 +147,6 @@ class TorchServe:
         self.config_path = self.root / "config.properties"
         self._given_config = config_file is not None  # start with that file exactly as it is
         if config_file is not None:
-            from ts_notebook.backend.config import read_properties
-
             self.config_path = Path(config_file)
             self._urls_from(read_properties(self.config_path))
         self.key_file = self.root / "key_file.json"  # TorchServe writes its tokens into its working dir

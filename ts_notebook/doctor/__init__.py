@@ -38,6 +38,7 @@ from ts_notebook.doctor.static import (
     model_class_findings,
     path_findings,
 )
+from ts_notebook.properties import read_properties
 
 __all__ = ["CAUSES", "Finding", "Report", "diagnose", "doctor_lines", "explain_failure", "static_findings"]
 _SLACK = 60.0  # seconds beyond the time limit for the probe's own start (importing torch)
@@ -133,7 +134,6 @@ def diagnose(
     ``registered`` (name, version) pairs let it spot model-store clashes.
     """
     from ts_notebook.archive.extract import extract_archive, model_root
-    from ts_notebook.backend.config import read_properties
     from ts_notebook.errors import TsNotebookError
 
     path = Path(source)

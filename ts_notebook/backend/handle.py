@@ -8,15 +8,15 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ts_notebook.backend.jobs import release
 from ts_notebook.backend.messages import Generation, Loaded, LoadFailure, Result, Swapped, WorkerStatus
 from ts_notebook.errors import BackendError
 
 if TYPE_CHECKING:
-    from ts_notebook.backend.dispatcher import Dispatcher
     from ts_notebook.backend.jobs import Job
+    from ts_notebook.backend.registry import Settings
 
 
 OUT_OF_MEMORY = ("MemoryError", "OutOfMemoryError")
@@ -39,12 +39,32 @@ class WorkerLoadError(BackendError):
         return self.failure is not None and self.failure.error.split(":", 1)[0] in OUT_OF_MEMORY
 
 
+class WorkerOwner(Protocol):
+    """What a worker and the pool need from whoever serves with the worker (a model version's dispatcher).
+
+    A protocol rather than the dispatcher itself so the pool and the handle sit below the dispatcher
+    in the import graph: the dispatcher drives the pool, and the pool only reports back through this.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def worker_died(self, worker: WorkerHandle, expected: bool) -> None:
+        """The worker's process ended; ``expected`` if it was draining or stopping."""
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     """A worker process: its id (TorchServe-style, from 9000), pid, state, generation and connection."""
 
     worker_id: str
-    owner: Dispatcher
+    owner: WorkerOwner
     generation: Generation
     gpu_id: int | None
     threads: int

@@ -16,10 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ts_notebook.backend import ipc, protocol
-from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
+from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError, WorkerOwner
 from ts_notebook.backend.messages import (
     Exited,
     Generation,
@@ -42,9 +42,6 @@ from ts_notebook.backend.messages import (
     ZygoteReady,
 )
 from ts_notebook.errors import BackendError
-
-if TYPE_CHECKING:
-    from ts_notebook.backend.dispatcher import Dispatcher
 
 __all__ = ["WorkerDied", "WorkerHandle", "WorkerLoadError", "WorkerPool", "Zygote"]
 
@@ -169,7 +166,7 @@ class WorkerPool:
         self._server = await asyncio.start_unix_server(self._accept, sock=ipc.listen(self.sock_path))
         self.zygote.on_exit = self._on_exit
 
-    def _pick_gpu(self, owner: Dispatcher) -> int | None:
+    def _pick_gpu(self, owner: WorkerOwner) -> int | None:
         """TorchServe's rule: round-robin over the allowed devices; None without CUDA or for deviceType cpu."""
         settings = owner.settings
         if settings.device_type == "cpu" or self.zygote.gpus == 0:
@@ -196,7 +193,7 @@ class WorkerPool:
                 worker.threads = share
                 worker.writer.write(protocol.encode(SetThreads(share)))
 
-    async def start_worker(self, owner: Dispatcher, generation: Generation) -> WorkerHandle:
+    async def start_worker(self, owner: WorkerOwner, generation: Generation) -> WorkerHandle:
         """Fork a worker running ``generation`` and wait until its handler's ``initialize`` returned.
 
         The worker is READY but serves nothing until its dispatcher starts its loop.

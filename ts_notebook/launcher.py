@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class TimedOut:
 
 
 Outcome = Started | Reused | Failed | TimedOut
+# How an engine other than the embedded backend starts in a run folder: (spec, run_dir, timeout) -> outcome.
+# The launcher only finds, reuses and records; which engine runs is the session's choice (session.py).
+EngineStart = Callable[["LaunchSpec", Path, float], "Started | Failed | TimedOut"]
 
 
 @dataclass
@@ -70,7 +74,7 @@ class LaunchSpec:
     workers: int | None = None
     token_auth: bool = True
     detach: bool = False
-    engine: str = "embedded"  # or "torchserve" (real TorchServe, see deploy/launch.py)
+    engine: str = "embedded"  # or "torchserve" (real TorchServe); session.py picks the engine that runs it
 
     def key(self) -> str:
         parts = [
@@ -164,20 +168,27 @@ def command(spec: LaunchSpec, run_dir: Path) -> list[str]:
     return argv
 
 
-def start(spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = None) -> Outcome:
+def start(
+    spec: LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = None, engine: EngineStart | None = None
+) -> Outcome:
     """Reuse the live backend for ``spec`` or start one and wait until it serves.
 
-    ``argv`` replaces the backend command (tests start stub backends with it).
+    ``argv`` replaces the backend command (tests start stub backends with it). ``engine`` starts a
+    backend other than the embedded one in the run folder (``session.start_backend`` passes real
+    TorchServe's); a live one is reused either way.
+
+    Raises:
+        ValueError: ``spec`` names an engine other than the embedded one and no ``engine`` is given.
     """
+    if spec.engine != "embedded" and engine is None:
+        raise ValueError(f"the launcher starts only the embedded backend; start {spec.engine!r} through session.py")
     existing = find(spec)
     if existing is not None:
         return Reused(existing)
     run_dir = records_dir() / spec.key()
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if spec.engine == "torchserve":
-        from ts_notebook.deploy import launch
-
-        return launch.start(spec, run_dir, timeout)
+    if engine is not None:
+        return engine(spec, run_dir, timeout)
     # The run folder as working dir: ``python -m`` puts the working dir first on sys.path, and a
     # notebook's folder may hold anything, even a folder named ts_notebook.
     return spawn(argv or command(spec, run_dir), run_dir, timeout=timeout, new_session=True, cwd=run_dir)
@@ -297,11 +308,13 @@ def _reap(pid: int) -> None:
 
 
 def stop(info: BackendInfo, *, grace: float = 10.0) -> bool:
-    """Stop a backend gracefully (it stops its workers), then forcefully. True when it is gone."""
-    if not info.embedded:
-        from ts_notebook.deploy import launch
+    """Stop an embedded backend gracefully (it stops its workers), then forcefully. True when it is gone.
 
-        return launch.stop(info, max(grace, 20.0))
+    Raises:
+        ValueError: ``info`` is another engine's (``session.stop_backend`` stops any engine).
+    """
+    if not info.embedded:
+        raise ValueError(f"the launcher stops only embedded backends; stop {info.engine!r} through session.py")
     gone = _terminate(info.pid, grace)
     if gone:
         info.remove()

@@ -4,6 +4,10 @@
 forget the first (``stop`` would then stop only the new one while the old one ran on unseen).
 So every backend is tracked here from its start to its stop, and unloading the extension stops
 those this kernel started that were not detached. Core module: returns values, raises, never prints.
+
+The engine choice lives here too: the launcher finds, reuses, starts and stops the embedded backend
+and knows no other; ``start_backend`` / ``stop_backend`` hand real TorchServe's start and stop
+(``deploy/launch.py``) to it, so the generic launcher never imports what leaves the notebook.
 """
 
 from __future__ import annotations
@@ -13,6 +17,33 @@ from dataclasses import dataclass, field
 from ts_notebook import launcher
 from ts_notebook.backend.info import BackendInfo
 from ts_notebook.errors import BackendError
+
+TORCHSERVE = "torchserve"
+_TORCHSERVE_GRACE = 20.0  # a JVM and its Python workers take longer to stop than the embedded backend
+
+
+def start_backend(
+    spec: launcher.LaunchSpec, *, timeout: float = 120.0, argv: list[str] | None = None
+) -> launcher.Outcome:
+    """Reuse or start the backend for ``spec`` with the engine it names (embedded, or real TorchServe).
+
+    ``argv`` replaces the embedded backend's command (tests start stub backends with it).
+    """
+    if spec.engine == TORCHSERVE:
+        # Imported here: real TorchServe is rare in a notebook and its runner need not load with the magics.
+        from ts_notebook.deploy import launch
+
+        return launcher.start(spec, timeout=timeout, engine=launch.start)
+    return launcher.start(spec, timeout=timeout, argv=argv)
+
+
+def stop_backend(info: BackendInfo, *, grace: float = 10.0) -> bool:
+    """Stop a backend with the engine that runs it (gracefully, then forcefully). True when it is gone."""
+    if not info.embedded:  # real TorchServe is the only other engine
+        from ts_notebook.deploy import launch
+
+        return launch.stop(info, max(grace, _TORCHSERVE_GRACE))
+    return launcher.stop(info, grace=grace)
 
 
 class BackendRunning(BackendError):
@@ -82,7 +113,7 @@ class ServingSession:
             if not replace:
                 raise BackendRunning(running)
             self.stop(running)
-        outcome = launcher.start(spec, timeout=timeout, argv=argv)
+        outcome = start_backend(spec, timeout=timeout, argv=argv)
         if isinstance(outcome, launcher.Started | launcher.Reused):
             here = isinstance(outcome, launcher.Started)
             known = self.backends.get(outcome.info.pid)
@@ -102,7 +133,7 @@ class ServingSession:
         if tracked is None:
             raise BackendError("no backend is running for this notebook")
         info = tracked.info
-        if not launcher.stop(info):
+        if not stop_backend(info):
             raise BackendError(f"backend pid {info.pid} did not stop; kill it with: kill -9 {info.pid}")
         self.backends.pop(info.pid, None)
         if self.current_pid == info.pid:

@@ -19,6 +19,7 @@ from tests.assets import build_tiny
 from tests.shells import notebook_shell
 from ts_notebook import launcher
 from ts_notebook.deploy.launch import ENV_VAR
+from ts_notebook.session import start_backend
 
 PAYLOADS = ('{"input": [1, 2, 3, 4]}', '{"input": [0, 0, 0, 1]}')
 DESCRIBED = ("modelName", "modelVersion", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
@@ -115,8 +116,8 @@ import os
 from pathlib import Path
 os.environ["XDG_RUNTIME_DIR"] = {str(short_dir)!r}
 os.environ[{ENV_VAR!r}] = {str(ts_ref_venv)!r}
-from ts_notebook import launcher
-outcome = launcher.start(launcher.LaunchSpec(Path({str(short_dir / "store")!r}), engine="torchserve"))
+from ts_notebook import launcher, session
+outcome = session.start_backend(launcher.LaunchSpec(Path({str(short_dir / "store")!r}), engine="torchserve"))
 print(outcome.info.pid if isinstance(outcome, launcher.Started) else outcome, flush=True)
 os._exit(0)
 """
@@ -139,7 +140,7 @@ def test_missing_torchserve_or_java_fails_saying_what_to_install(
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(short_dir))
     spec = launcher.LaunchSpec(short_dir, engine="torchserve")
     monkeypatch.setenv(ENV_VAR, str(short_dir / "no-such-venv"))
-    outcome = launcher.start(spec)
+    outcome = start_backend(spec)
     assert isinstance(outcome, launcher.Failed)
     assert "is not a torchserve executable nor a venv that has bin/torchserve" in outcome.reason
     assert "pip install torch==2.13.0 torchserve==0.12.0" in outcome.reason
@@ -150,7 +151,7 @@ def test_missing_torchserve_or_java_fails_saying_what_to_install(
     monkeypatch.setenv(ENV_VAR, str(fake))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(fake.parent))
-    outcome = launcher.start(spec)
+    outcome = start_backend(spec)
     assert isinstance(outcome, launcher.Failed)
     assert "install Java 17" in outcome.reason
     assert not list(short_dir.glob("ts_notebook/*/backend.json"))  # nothing recorded as running

@@ -48,6 +48,14 @@ def test_a_backend_that_crashes_is_reported_with_its_output(tmp_path: Path) -> N
     assert "loading..." in outcome.output
 
 
+def test_the_launcher_knows_only_the_embedded_engine(tmp_path: Path) -> None:
+    """Real TorchServe is the session's choice (session.start_backend); the launcher refuses it rather
+    than start the embedded backend under TorchServe's key."""
+    with pytest.raises(ValueError, match="start 'torchserve' through session.py"):
+        launcher.start(LaunchSpec(tmp_path, engine="torchserve"))
+    assert not list(launcher.records_dir().glob("*/backend.json"))
+
+
 def test_a_backend_that_exits_without_serving(tmp_path: Path) -> None:
     outcome = launcher.start(LaunchSpec(tmp_path), argv=stub("pass"))
     assert isinstance(outcome, Failed) and outcome.exit_code == 0

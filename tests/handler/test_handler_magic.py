@@ -68,8 +68,9 @@ def test_dry_run_with_an_archive_traces_every_stage(shell: InteractiveShell, tin
     assert trace.data == [{"body": {"input": [1, 2, 3, 4]}}] * 2
     text = repr(trace)
     assert text.splitlines()[0] == "handler tiny_h (class) for model tiny: ok"
-    bundle = trace._repr_mimebundle_()
-    assert "tsn-trace" in bundle["text/html"]
+    shown, _ = shell.display_formatter.format(trace)  # as the cell's value shows: the extension's widget
+    assert "tsn-trace" in shown["text/html"] and shown["text/plain"] == text
+    assert "application/vnd.jupyter.widget-view+json" in shown
 
 
 def test_exception_in_initialize_is_the_cells_value(shell: InteractiveShell) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from IPython.core.interactiveshell import InteractiveShell
+
 from ts_notebook.handler import dry_run, make_request
 from ts_notebook.widgets import ContextView, ManifestView, PayloadView, TraceView
+from ts_notebook.widgets.trace import WIDGET_VIEW
 
 
 def test_context_view_rerenders_when_its_traits_change() -> None:
@@ -37,5 +40,23 @@ def test_trace_view_state(tmp_path: Path) -> None:
     assert view.payload_view.data == [{"body": "x"}]
     assert "BatchContractError" in view.stages.value
     assert repr(view) == trace.to_text()
-    bundle = trace._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle and "text/plain" in bundle
+
+
+def test_the_extension_shows_a_trace_as_its_widget_and_takes_it_back(tmp_path: Path) -> None:
+    """The core Trace is text and HTML only; %load_ext adds the widget through a display formatter."""
+    (tmp_path / "h.py").write_text("def handle(data, context):\n    return data\n")
+    trace = dry_run("h", tmp_path, [make_request("x", "text/plain")], model_name="m", manifest=None)
+    assert not hasattr(trace, "_repr_mimebundle_")
+    ip = InteractiveShell.instance()
+    was_loaded = "ts_notebook" in ip.extension_manager.loaded
+    if not was_loaded:
+        ip.run_line_magic("load_ext", "ts_notebook")
+    shown, _ = ip.display_formatter.format(trace)
+    assert WIDGET_VIEW in shown and shown["text/plain"] == trace.to_text() and "tsn-trace" in shown["text/html"]
+    ip.run_line_magic("unload_ext", "ts_notebook")
+    try:
+        shown, _ = ip.display_formatter.format(trace)
+        assert WIDGET_VIEW not in shown and shown["text/plain"] == trace.to_text()
+    finally:
+        if was_loaded:
+            ip.run_line_magic("load_ext", "ts_notebook")

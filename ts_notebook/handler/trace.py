@@ -5,11 +5,16 @@ The trace records the Context the handler got, the exact ``data`` list, each sta
 handlers, or ``handle`` for function handlers) with its output and time, and on failure the
 exception with the handler line that raised. Stages are observed by wrapping the instance's own
 methods, so a custom ``handle`` that calls them in its own way is traced as it really runs.
+
+A trace is values, text and HTML (both here, beside the values they show); the widget the notebook
+shows for it (``widgets/trace.py``) is registered as a display formatter by the extension, so this
+module, like the rest of the core, never reaches up into the notebook layer.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import os
 import time
 import traceback
@@ -28,6 +33,7 @@ from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.handler.payload import Request, batch_of
 from ts_notebook.handler.summary import summarize
 from ts_notebook.importing import dirs_on_path
+from ts_notebook.preview import json_preview
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -92,29 +98,72 @@ class Trace:
         raise KeyError(f"stage {name!r} did not run; ran: {[s.name for s in self.stages]}")
 
     def to_text(self) -> str:
-        from ts_notebook.handler.render import trace_text
-
         return trace_text(self)
 
     def __repr__(self) -> str:
         return self.to_text()
 
     def _repr_html_(self) -> str:
-        from ts_notebook.handler.render import trace_html
-
+        # Values, text and HTML only: the notebook shows a TraceView instead through a display
+        # formatter that ts_notebook.load_ipython_extension registers (the core imports no widgets).
         return trace_html(self)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self._repr_html_()}
-        try:
-            from ts_notebook.widgets.trace import TraceView
-        except ImportError:  # ipywidgets is an optional extra: the HTML is the fallback
-            return bundle
-        widget_bundle = TraceView(self)._repr_mimebundle_() or {}
-        view = widget_bundle.get("application/vnd.jupyter.widget-view+json")
-        if view is not None:
-            bundle["application/vnd.jupyter.widget-view+json"] = view
-        return bundle
+
+def trace_text(t: Trace) -> str:
+    """The trace as plain text (its repr, and what nbval compares)."""
+    status = "ok" if t.ok else f"FAILED in {t.failure.stage}" if t.failure else ""
+    lines = [f"handler {t.handler} ({t.entry_kind or 'not loaded'}) for model {t.model_name}: {status}"]
+    lines.append("system_properties: " + ", ".join(f"{k}={v!r}" for k, v in t.system_properties.items()))
+    lines.append(f"data ({len(t.data)} request{'s' if len(t.data) != 1 else ''}):")
+    lines.extend(f"  [{i}] {row!r}" for i, row in enumerate(t.data))
+    lines.append("stages:")
+    for s in t.stages:
+        mark = "ok " if s.ok else "ERR"
+        lines.append(f"  {mark} {s.name:<11} {s.seconds * 1000:8.2f} ms  {s.summary}")
+    if t.failure is not None:
+        lines.extend(str(t.failure).splitlines())
+    else:
+        lines.append(f"result: {summarize(t.result)}")
+    return "\n".join(lines)
+
+
+def stage_rows_html(t: Trace) -> str:
+    """Each stage that ran, with its time and a summary of its output, as an HTML table."""
+    rows = []
+    for s in t.stages:
+        color = "#1a7f37" if s.ok else "#cf222e"
+        rows.append(
+            f"<tr><td style='color:{color}'>{'✔' if s.ok else '✘'}</td><td><b>{html.escape(s.name)}</b></td>"
+            f"<td style='text-align:right'>{s.seconds * 1000:.2f} ms</td>"
+            f"<td><code>{html.escape(s.summary)}</code></td></tr>"
+        )
+    return "<table class='tsn-stages'>" + "".join(rows) + "</table>"
+
+
+def failure_html(t: Trace) -> str:
+    """The failure (stage, exception, handler line, traceback) or, when none, the result, as HTML."""
+    if t.failure is None:
+        return f"<p>result: <code>{html.escape(summarize(t.result))}</code></p>"
+    f = t.failure
+    where = f"<p>at <code>{html.escape(str(f.where))}</code></p>" if f.where else ""
+    return (
+        f"<div class='tsn-failure' style='border-left:4px solid #cf222e;padding-left:8px'>"
+        f"<b>{html.escape(f.stage)} failed</b>{where}<pre>{html.escape(f.error_type)}: {html.escape(f.message)}</pre>"
+        f"<details><summary>traceback</summary><pre>{html.escape(f.traceback)}</pre></details></div>"
+    )
+
+
+def trace_html(t: Trace) -> str:
+    """The whole trace as HTML: the fallback where no widget frontend exists."""
+    data = "".join(f"<li><code>{html.escape(repr(row))}</code></li>" for row in t.data)
+    return (
+        f"<div class='tsn-trace'><b>handler {html.escape(t.handler)}</b> ({html.escape(t.entry_kind or 'not loaded')}) "
+        f"for model <b>{html.escape(t.model_name)}</b>"
+        f"<details><summary>context.system_properties</summary><pre>{html.escape(json_preview(t.system_properties))}</pre></details>"
+        f"<details><summary>context.manifest</summary><pre>{html.escape(json_preview(t.manifest))}</pre></details>"
+        f"<p>data ({len(t.data)} requests):</p><ol start='0'>{data}</ol>"
+        f"{stage_rows_html(t)}{failure_html(t)}</div>"
+    )
 
 
 @contextmanager

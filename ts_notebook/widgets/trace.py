@@ -7,11 +7,12 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from ts_notebook.handler.render import failure_html, stage_rows_html
-from ts_notebook.handler.trace import Trace
+from ts_notebook.handler.trace import Trace, failure_html, stage_rows_html
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.manifest import ManifestView
 from ts_notebook.widgets.payload import PayloadView
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class TraceView(widgets.VBox):
@@ -43,3 +44,13 @@ class TraceView(widgets.VBox):
 
     def __repr__(self) -> str:
         return self.trace.to_text()
+
+
+def trace_widget_bundle(trace: Trace) -> dict[str, Any]:
+    """A ``Trace``'s display as a TraceView: the mime-bundle formatter the extension registers for Trace.
+
+    Only the widget's view goes in: IPython adds the trace's own text and HTML (``__repr__``,
+    ``_repr_html_``) beside it, which a frontend without widgets (nbval, GitHub, nbconvert) shows.
+    """
+    view = (TraceView(trace)._repr_mimebundle_() or {}).get(WIDGET_VIEW)
+    return {WIDGET_VIEW: view} if view is not None else {}

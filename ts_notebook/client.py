@@ -11,6 +11,14 @@ from typing import Any
 import requests
 
 from ts_notebook.errors import BackendError
+from ts_notebook.records import EventPage, ModelTimings, ServedRequest, Swap, VersionWorkers
+from ts_notebook.records_json import (
+    decode_as,
+    page_from_json,
+    requests_from_json,
+    timings_from_json,
+    workers_from_json,
+)
 
 
 class ServerError(BackendError):
@@ -213,20 +221,17 @@ class Client:
 
     def events(
         self, since: int = 0, *, model: str | None = None, kind: str | None = None, limit: int = 500
-    ) -> dict[str, Any]:
-        """The backend's event record after ``since`` (ts_notebook's backend only)."""
-        answer: dict[str, Any] = self._mgmt(
-            "GET", "/ts_notebook/events", query={"since": since, "model": model, "kind": kind, "limit": limit}
-        )
-        return answer
+    ) -> EventPage:
+        """The backend's events after ``since``, as typed records (ts_notebook's backend only)."""
+        query = {"since": since, "model": model, "kind": kind, "limit": limit}
+        return page_from_json(self._mgmt("GET", "/ts_notebook/events", query=query))
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> list[VersionWorkers]:
         """What each worker really received: system_properties and manifest (ts_notebook's backend only)."""
-        answer: list[dict[str, Any]] = self._mgmt("GET", "/ts_notebook/workers")
-        return answer
+        return workers_from_json(self._mgmt("GET", "/ts_notebook/workers"))
 
     # hot reload, replay and timings (ts_notebook's backend only)
-    def reload(self, model: str, url: str | None = None, *, version: str | None = None) -> dict[str, Any]:
+    def reload(self, model: str, url: str | None = None, *, version: str | None = None) -> Swap:
         """Serve a rebuilt archive (``url``, default the model's own) with zero failed requests.
 
         Raises:
@@ -234,37 +239,26 @@ class Client:
                 old code keeps serving.
         """
         path = f"/ts_notebook/models/{urllib.parse.quote(model)}/reload"
-        answer: dict[str, Any] = self._mgmt("POST", path, query={"url": url, "version": version})
-        return answer
+        return decode_as(self._mgmt("POST", path, query={"url": url, "version": version}), Swap)
 
-    def reload_handler(self, model: str, source: str, filename: str, *, version: str | None = None) -> dict[str, Any]:
+    def reload_handler(self, model: str, source: str, filename: str, *, version: str | None = None) -> Swap:
         """Serve the model's current files with ``source`` as its handler file ``filename``."""
         path = f"/ts_notebook/models/{urllib.parse.quote(model)}/handler"
-        answer: dict[str, Any] = self._mgmt(
-            "POST", path, body=source.encode("utf-8"), query={"filename": filename, "version": version}
-        )
-        return answer
+        query = {"filename": filename, "version": version}
+        return decode_as(self._mgmt("POST", path, body=source.encode("utf-8"), query=query), Swap)
 
-    def requests(self, model: str | None = None, *, failed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
-        """Recent served requests (newest last), or only the failed ones."""
-        answer: list[dict[str, Any]] = self._mgmt(
-            "GET", "/ts_notebook/requests", query={"model": model, "failed": failed, "limit": limit}
-        )
-        return answer
+    def requests(self, model: str | None = None, *, failed: bool = False, limit: int = 50) -> list[ServedRequest]:
+        """Recent served requests (newest last, summaries: previews, no row), or only the failed ones."""
+        query = {"model": model, "failed": failed, "limit": limit}
+        return requests_from_json(self._mgmt("GET", "/ts_notebook/requests", query=query))
 
-    def request(self, request_id: str) -> dict[str, Any]:
+    def request(self, request_id: str) -> ServedRequest:
         """One served request in full: its exact ``row`` and ``headers``, batch, worker Context, answer or error."""
-        from ts_notebook import rows
+        return decode_as(self._mgmt("GET", f"/ts_notebook/requests/{urllib.parse.quote(request_id)}"), ServedRequest)
 
-        record: dict[str, Any] = self._mgmt("GET", f"/ts_notebook/requests/{urllib.parse.quote(request_id)}")
-        record["row"] = rows.decode(record["row"])
-        record["headers"] = rows.decode(record["headers"])
-        return record
-
-    def timings(self, model: str | None = None) -> dict[str, Any]:
+    def timings(self, model: str | None = None) -> list[ModelTimings]:
         """Per model, p50/p99 ms of each stage (queue, transport, preprocess, inference, postprocess, ...)."""
-        answer: dict[str, Any] = self._mgmt("GET", "/ts_notebook/timings", query={"model": model})
-        return answer
+        return timings_from_json(self._mgmt("GET", "/ts_notebook/timings", query={"model": model}))
 
     def metrics(self) -> str:
         if self.metrics_address is None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ts_notebook.archive.build import build_archive
 from ts_notebook.client import Client, ServerError
 from ts_notebook.errors import BackendError
 from ts_notebook.handler.trace import Trace
+from ts_notebook.records import Swap
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,18 @@ class LiveReload:
     """The value of a ``--serve`` cell: which model now runs the cell's code, how, and the dry run."""
 
     model: str
-    report: dict[str, Any]
+    report: Swap  # the swap to the cell's code (the first one, for a model registered from the cell)
     registered: bool = False  # True when --serve registered the model first
     trace: Trace | None = None
 
     def to_text(self) -> str:
-        first = f'registered "{self.model}" from this cell; ' if self.registered else ""
-        lines = [f"served: {first}{self.report.get('status', '')}"]
-        if self.report.get("note"):
-            lines.append(f"  ({self.report['note']})")
+        if self.registered:  # the swap of a model with no workers yet says nothing worth showing
+            status = f'registered "{self.model}" from this cell; Model "{self.model}" serves generation '
+            lines = [f"served: {status}{self.report.gen_id} with 1 worker"]
+        else:
+            lines = [f"served: {self.report.status}"]
+        if self.report.note and not self.registered:
+            lines.append(f"  ({self.report.note})")
         if self.trace is not None:
             lines.append(self.trace.to_text())
         return "\n".join(lines)
@@ -108,5 +111,4 @@ def _register(client: Client, model: str, name: str, source: str, url: str) -> L
     except ServerError as exc:
         client.unregister(model)  # a failed first load leaves nothing registered
         raise reload_failed(exc) if exc.detail.get("traceback") is not None else BackendError(str(exc)) from None
-    report = {**report, "note": "", "status": f'Model "{model}" serves generation {report["generation"]} with 1 worker'}
     return LiveReload(model, report, registered=True)

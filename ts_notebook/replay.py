@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ts_notebook.client import Client
 from ts_notebook.errors import HandlerError
 from ts_notebook.handler.payload import Request
 from ts_notebook.handler.trace import Trace, dry_run
+from ts_notebook.records import ServedRequest
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Replay:
     """The value of ``%ts_serve replay``: what the server answered, and what the replay did."""
 
     request_id: str
-    served: dict[str, Any]  # the served request's record: status, error, worker, generation, stages
+    served: ServedRequest  # the served request's record: status, error, worker, generation, stages
     trace: Trace
     batch: list[str] = field(default_factory=list)  # the request ids replayed together
 
@@ -33,17 +33,17 @@ class Replay:
 
     def to_text(self) -> str:
         s = self.served
-        error = s.get("error") or {}
-        answer = f"{s['status']} {error.get('message', '')}".rstrip()
+        error = s.error
+        answer = f"{s.status} {error.message if error else ''}".rstrip()
         head = (
-            f"replay of request {self.request_id} ({len(self.batch)} request(s) of batch {s.get('batch_id')}): "
-            f"served by worker {s.get('worker')} running generation {s.get('gen_id')}, which answered {answer}"
+            f"replay of request {self.request_id} ({len(self.batch)} request(s) of batch {s.batch_id}): "
+            f"served by worker {s.worker} running generation {s.gen_id}, which answered {answer}"
         )
-        where = f"\nserved failure at {error['where']}" if error.get("where") else ""
+        where = f"\nserved failure at {error.where}" if error and error.where else ""
         cut = (
             "\nnote: the served body was longer than the backend keeps (ts_notebook_replay_body_bytes): "
             "this replay ran its first part"
-            if s.get("truncated")
+            if s.truncated
             else ""
         )
         return f"{head}{where}{cut}\n{self.trace.to_text()}"
@@ -75,25 +75,28 @@ def replay(
         HandlerError: its batch's other requests were dropped from the ring and ``alone`` was not given.
     """
     record = client.request(request_id)
-    ids = [request_id] if alone else list(record.get("batch") or [request_id])
+    ids = [request_id] if alone else list(record.batch or [request_id])
     records = [record if rid == request_id else client.request(rid) for rid in ids]
-    if len(records) < (record.get("batch_size") or 1) and not alone:
+    if len(records) < (record.batch_size or 1) and not alone:
         raise HandlerError(
-            f"request {request_id} was served in a batch of {record.get('batch_size')}, and only {len(records)} of "
+            f"request {request_id} was served in a batch of {record.batch_size}, and only {len(records)} of "
             "them are still kept: replay it with --alone, or raise ts_notebook_replay_count"
         )
-    context = record.get("context") or {}
-    manifest = context.get("manifest") or {}
-    served_handler = str(manifest.get("model", {}).get("handler", ""))
-    requests = [Request(r["row"], r["headers"], r["id"]) for r in records]
+    context = record.context
+    if context is None:
+        raise HandlerError(f"request {request_id} never reached a worker: there is no handler Context to replay it in")
+    manifest = dict(context.manifest)
+    model = manifest.get("model")
+    served_handler = str(model.get("handler", "")) if isinstance(model, dict) else ""
+    requests = [Request(dict(r.row or {}), dict(r.headers or {}), r.request_id) for r in records]
     trace = dry_run(
         handler or served_handler,
-        context["model_dir"],
+        context.model_dir,
         requests,
-        model_name=record["model"],
+        model_name=record.model,
         manifest=manifest,
-        model_yaml_config=context.get("model_yaml_config") or {},
+        model_yaml_config=dict(context.model_yaml_config),
         handler_dir=handler_dir if handler else None,
-        system_properties=context.get("system_properties") or {},
+        system_properties=context.properties(),
     )
     return Replay(request_id, record, trace, ids)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ts_notebook.backend.info import BackendInfo
 from ts_notebook.client import Client, describe_all
+from ts_notebook.records import LogLine, ModelTimings, ServedRequest, VersionWorkers, WorkerChange
 
 _STATUS_KEYS = ("modelName", "modelVersion", "batchSize", "maxBatchDelay", "responseTimeout", "workers")
 
@@ -118,7 +119,7 @@ class ServeStatus:
         )
 
 
-def notebook_views(client: Client) -> list[dict[str, Any]]:
+def notebook_views(client: Client) -> list[VersionWorkers]:
     """Our backend's per-version views (workers, generation, load failure); [] for TorchServe."""
     from ts_notebook.errors import BackendError
 
@@ -128,28 +129,28 @@ def notebook_views(client: Client) -> list[dict[str, Any]]:
         return []
 
 
-def worker_generations(client: Client, views: list[dict[str, Any]] | None = None) -> dict[str, str]:
+def worker_generations(client: Client, views: list[VersionWorkers] | None = None) -> dict[str, str]:
     """Worker id -> the generation (short hash of handler code and archive) it runs; {} for TorchServe."""
     views = notebook_views(client) if views is None else views
-    return {str(w["id"]): str(w.get("generation", "")) for v in views for w in v["workers"]}
+    return {w.id: w.generation for v in views for w in v.workers}
 
 
 @dataclass(frozen=True)
 class RequestList:
     """The value of ``%ts_serve requests``: recent served requests with the ids to replay."""
 
-    requests: list[dict[str, Any]]
+    requests: list[ServedRequest]
 
     def to_text(self) -> str:
         if not self.requests:
             return "no served requests kept yet"
         lines = []
         for r in self.requests:
-            stamp = time.strftime("%H:%M:%S", time.localtime(r["time"]))
-            error = f"  {r['error']}" if r.get("error") else ""
+            stamp = time.strftime("%H:%M:%S", time.localtime(r.time))
+            error = f"  {r.error.message}" if r.error and r.error.message else ""
             lines.append(
-                f"{stamp} {r['id']}  {r['model']} {r['status']}  {r['latency_ms']:.1f} ms  batch {r['batch_size']}"
-                f"  worker {r['worker']} gen {r['gen_id']}{error}"
+                f"{stamp} {r.request_id}  {r.model} {r.status}  {r.latency_ms:.1f} ms  batch {r.batch_size}"
+                f"  worker {r.worker} gen {r.gen_id}{error}"
             )
         return "\n".join(lines)
 
@@ -158,21 +159,21 @@ class RequestList:
 
     @property
     def ids(self) -> list[str]:
-        return [str(r["id"]) for r in self.requests]
+        return [r.request_id for r in self.requests]
 
 
 @dataclass(frozen=True)
 class TimingsView:
     """The value of ``%ts_serve timings``: per model, p50/p99 ms of each stage of recent requests."""
 
-    timings: dict[str, Any]
+    timings: list[ModelTimings]
 
     def to_text(self) -> str:
         lines = []
-        for model, entry in self.timings.items():
-            lines.append(f"{model}: {entry['requests']} recent requests")
-            for stage, t in entry["stages"].items():
-                lines.append(f"  {stage:<12} p50 {t['p50']:9.3f} ms   p99 {t['p99']:9.3f} ms")
+        for entry in self.timings:
+            lines.append(f"{entry.model}: {entry.requests} recent requests")
+            for t in entry.stages:
+                lines.append(f"  {t.stage:<12} p50 {t.p50:9.3f} ms   p99 {t.p99:9.3f} ms")
         return "\n".join(lines) or "no served requests kept yet"
 
     def __repr__(self) -> str:
@@ -220,7 +221,7 @@ def filter_metrics(text: str, model: str | None) -> str:
 _MODEL_LOG = re.compile(r"^(\S+) \[(\w+)\s*\] W-(\d+)-(.+)_([^_\s]+)-(?:stdout|stderr) MODEL_LOG - (.*)$")
 
 
-def _model_log_line(line: str) -> dict[str, Any] | None:
+def _model_log_line(line: str) -> LogLine | None:
     match = _MODEL_LOG.match(line)
     if match is None:
         return None
@@ -229,19 +230,19 @@ def _model_log_line(line: str) -> dict[str, Any] | None:
         when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S,%f").timestamp()
     except ValueError:
         when = time.time()
-    return {"kind": "log", "time": when, "model": model, "worker": worker, "level": level, "message": message}
+    return LogLine(when, level, message, "stdout", model, worker=worker)
 
 
 @dataclass(frozen=True)
 class LogView:
     """The value of ``%ts_serve logs``: handler output and worker events, oldest first."""
 
-    lines: list[dict[str, Any]]
+    lines: list[LogLine | WorkerChange]
 
     @classmethod
     def of(cls, client: Client, model: str | None, tail: int) -> LogView:
-        events = client.events(0, model=model, limit=10_000)["events"]
-        return cls([e for e in events if e["kind"] in ("log", "worker")][-tail:])
+        events = client.events(0, model=model, limit=10_000).events
+        return cls([e for e in events if isinstance(e, LogLine | WorkerChange)][-tail:])
 
     @classmethod
     def of_files(cls, log_dir: Path, model: str | None, tail: int) -> LogView:
@@ -250,27 +251,22 @@ class LogView:
             text = (log_dir / "model_log.log").read_text(errors="replace")
         except OSError:
             return cls([])
-        lines = [e for e in map(_model_log_line, text.splitlines()) if e and (model is None or e["model"] == model)]
+        lines: list[LogLine | WorkerChange] = [
+            e for e in map(_model_log_line, text.splitlines()) if e and (model is None or e.model == model)
+        ]
         return cls(lines[-tail:])
 
     def to_text(self) -> str:
         out = []
         for e in self.lines:
-            stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
-            if e["kind"] == "worker":
-                detail = " ".join(
-                    f"{k}={e[k]}" for k in ("status", "pid", "gpu_id", "exit_code", "error") if e.get(k) is not None
-                )
-                out.append(f"{stamp} {e.get('model')} worker {e.get('worker', '-')}: {detail}")
-            else:
-                rid = f" [{e['request_id']}]" if e.get("request_id") else ""
-                for i, line in enumerate(str(e.get("message", "")).splitlines() or [""]):
-                    prefix = (
-                        f"{stamp} {e.get('model')} W-{e.get('worker', '-')} {e.get('level', '')}{rid}"
-                        if i == 0
-                        else " " * 4
-                    )
-                    out.append(f"{prefix} {line}")
+            stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
+            if isinstance(e, WorkerChange):
+                out.append(f"{stamp} {e.model} worker {e.worker or '-'}: {e.detail()}")
+                continue
+            rid = f" [{e.request_id}]" if e.request_id else ""
+            for i, line in enumerate(e.message.splitlines() or [""]):
+                prefix = f"{stamp} {e.model} W-{e.worker or '-'} {e.level}{rid}" if i == 0 else " " * 4
+                out.append(f"{prefix} {line}")
         return "\n".join(out) or "no log lines yet"
 
     def __repr__(self) -> str:

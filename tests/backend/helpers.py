@@ -20,6 +20,8 @@ from urllib.parse import urlencode, urlsplit
 from ts_notebook import launcher
 from ts_notebook.archive.build import build_archive
 from ts_notebook.backend.info import BackendInfo
+from ts_notebook.records import EventPage, WorkerView
+from ts_notebook.records_json import page_from_json, workers_from_json
 
 HANDLERS = Path(__file__).parent / "handlers"
 PROBE = HANDLERS / "probe_handler.py"
@@ -186,17 +188,15 @@ class Backend:
         result: list[dict[str, Any]] = reply.json()
         return result
 
-    def workers(self, name: str | None = None) -> list[dict[str, Any]]:
+    def workers(self, name: str | None = None) -> list[WorkerView]:
         reply = self.mgmt("GET", "/ts_notebook/workers")
         assert reply.status == 200, reply.body
-        views: list[dict[str, Any]] = reply.json()
-        return [w for v in views if name is None or v["modelName"] == name for w in v["workers"]]
+        return [w for v in workers_from_json(reply.json()) if name is None or v.model == name for w in v.workers]
 
-    def events(self, **params: Any) -> dict[str, Any]:
+    def events(self, **params: Any) -> EventPage:
         reply = self.mgmt("GET", "/ts_notebook/events", params)
         assert reply.status == 200, reply.body
-        result: dict[str, Any] = reply.json()
-        return result
+        return page_from_json(reply.json())
 
     def call_ok(self) -> bool:
         """Whether /ping answers 200 (the server is up and answering)."""
@@ -207,7 +207,7 @@ class Backend:
 
     def worker_pids(self) -> list[int]:
         try:
-            return [w["pid"] for w in self.workers() if w["pid"] > 0]
+            return [w.pid for w in self.workers() if w.pid > 0]
         except (OSError, AssertionError):
             return []
 

@@ -8,6 +8,7 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.backend.helpers import Backend, call, error_body, wait_until
+from ts_notebook.records import LogLine
 
 BAD_TOKEN = error_body(
     400, "InvalidKeyException", "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
@@ -94,12 +95,12 @@ def test_full_job_queue_is_refused_at_once(auth_backend: Backend) -> None:
     """1 worker busy for 1.5 s, a queue of 2: of 5 more requests, 2 wait and 3 are refused at once."""
     b = auth_backend
     assert b.describe("slow")[0]["jobQueueStatus"] == {"remainingCapacity": 2, "pendingRequests": 0}
-    since = b.events(kind="log")["latest"]
+    since = b.events(kind="log").latest
     with ThreadPoolExecutor(6) as pool:
         first = pool.submit(b.predict, "slow", mode="sleep", headers={"X-Sleep": "1.5"})
         wait_until(
             lambda: any(
-                "sleep-start" in str(e["message"]) for e in b.events(since=since, kind="log", model="slow")["events"]
+                "sleep-start" in e.message for e in b.events(since=since, kind="log", model="slow").of(LogLine)
             ),
             10,
             "the first request to reach the handler",
@@ -122,15 +123,15 @@ def test_full_job_queue_is_refused_at_once(auth_backend: Backend) -> None:
 def test_gpu_ids_round_robin(auth_backend: Backend) -> None:
     """TS_NOTEBOOK_GPU_COUNT=2: gpu3's three workers (the first GPU workers) get 0, 1, 0."""
     by_model = {name: auth_backend.workers(name) for name in ("gpu3", "gpucpu", "gpuids", "slow")}
-    gpu3 = sorted(by_model["gpu3"], key=lambda w: int(w["id"]))
-    assert [w["gpu_id"] for w in gpu3] == [0, 1, 0]
-    assert [w["system_properties"]["gpu_id"] for w in gpu3] == [0, 1, 0]
+    gpu3 = sorted(by_model["gpu3"], key=lambda w: int(w.id))
+    assert [w.gpu_id for w in gpu3] == [0, 1, 0]
+    assert [w.system_properties["gpu_id"] for w in gpu3] == [0, 1, 0]
     assert [w["gpu"] for w in auth_backend.describe("gpu3")[0]["workers"]] == [True, True, True]
     # deviceType: cpu -> no GPU at all
-    assert [w["system_properties"]["gpu_id"] for w in by_model["gpucpu"]] == [None]
+    assert [w.system_properties["gpu_id"] for w in by_model["gpucpu"]] == [None]
     assert [w["gpu"] for w in auth_backend.describe("gpucpu")[0]["workers"]] == [False]
     # deviceIds: [1] -> every worker on GPU 1
-    assert [w["system_properties"]["gpu_id"] for w in by_model["gpuids"]] == [1, 1]
+    assert [w.system_properties["gpu_id"] for w in by_model["gpuids"]] == [1, 1]
     # the handler sees the same gpu_id
     seen = auth_backend.predict("gpuids", mode="whoami").json()
     assert seen["gpu_id"] == 1
@@ -140,30 +141,30 @@ def test_worker_threads_are_a_share_of_the_cpus(auth_backend: Backend) -> None:
     cpus = os.cpu_count() or 1
     workers = sorted(
         (w for name in ("gpu3", "gpucpu", "gpuids", "slow") for w in auth_backend.workers(name)),
-        key=lambda w: int(w["id"]),
+        key=lambda w: int(w.id),
     )
     assert len(workers) == 7
     for w in workers:
         # the cores are re-shared whenever the number of workers changes: every worker gets the same share
-        assert w["threads"] == max(1, cpus // len(workers)), w
+        assert w.threads == max(1, cpus // len(workers)), w
     # and the worker process really runs with that many threads
     seen = auth_backend.predict("slow", mode="whoami").json()
     [slow] = auth_backend.workers("slow")
-    assert seen["pid"] == slow["pid"]
-    assert seen["torch_threads"] == slow["threads"]
-    assert seen["omp"] == str(slow["threads"])
-    assert seen["rayon"] == str(slow["threads"])  # fast tokenizers' thread pool gets the same share
+    assert seen["pid"] == slow.pid
+    assert seen["torch_threads"] == slow.threads
+    assert seen["omp"] == str(slow.threads)
+    assert seen["rayon"] == str(slow.threads)  # fast tokenizers' thread pool gets the same share
 
 
 def test_workers_together_do_not_oversubscribe_the_cpus(auth_backend: Backend) -> None:
     cpus = os.cpu_count() or 1
     workers = [w for name in ("gpu3", "gpucpu", "gpuids", "slow") for w in auth_backend.workers(name)]
-    assert sum(w["threads"] for w in workers) <= max(cpus, len(workers)), [w["threads"] for w in workers]
+    assert sum(w.threads for w in workers) <= max(cpus, len(workers)), [w.threads for w in workers]
 
 
 def test_zygote_and_workers_are_found_for_cleanup(auth_backend: Backend) -> None:
     """The fixture's leftover check finds this backend's zygote and every worker by their command line."""
     pids = set(auth_backend.descendants())
-    workers = {w["pid"] for name in ("gpu3", "gpucpu", "gpuids", "slow") for w in auth_backend.workers(name)}
+    workers = {w.pid for name in ("gpu3", "gpucpu", "gpuids", "slow") for w in auth_backend.workers(name)}
     assert workers < pids
     assert len(pids - workers) == 1  # the zygote

@@ -14,7 +14,7 @@ def test_concurrent_requests_are_batched(backend: Backend, models: Models) -> No
     [desc] = backend.describe("batch4")
     assert (desc["batchSize"], desc["maxBatchDelay"]) == (4, 200)
     [worker] = backend.workers("batch4")
-    assert worker["system_properties"]["batch_size"] == 4
+    assert worker.system_properties["batch_size"] == 4
 
     with ThreadPoolExecutor(10) as pool:
         replies = list(pool.map(lambda _: backend.predict("batch4", mode="batch"), range(10)))

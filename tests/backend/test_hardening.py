@@ -21,6 +21,7 @@ import pytest
 from tests.backend.conftest import Models
 from tests.backend.helpers import Backend, alive, build, start_backend, wait_until
 from ts_notebook.archive import build_archive
+from ts_notebook.records import LogLine
 
 
 class _Marker:
@@ -49,8 +50,8 @@ def test_a_stranger_on_the_worker_socket_executes_nothing(backend: Backend, tmp_
             sock.sendall(b"\0" * 32 + struct.pack(">I", len(payload)) + payload)
             assert sock.recv(1) == b""  # closed on us, unread
     assert stat.S_IMODE(backend.run_dir.stat().st_mode) == 0o700
-    events = backend.events(kind="log")["events"]
-    assert sum("refused a connection to workers.sock" in e["message"] for e in events) >= 1
+    events = backend.events(kind="log").of(LogLine)
+    assert sum("refused a connection to workers.sock" in e.message for e in events) >= 1
     assert not marker.exists()
     assert backend.predict("startup", b'{"x": 1}').status == 200  # the real workers still serve
 
@@ -171,7 +172,7 @@ def test_sigterm_stops_a_busy_backend_within_two_seconds(tmp_path: Path, store: 
 
     stuck = threading.Thread(target=wait_forever)
     stuck.start()
-    wait_until(lambda: b.workers("hang") and b.workers("hang")[0]["holding"] == 1, 10, "a request in the worker")
+    wait_until(lambda: b.workers("hang") and b.workers("hang")[0].holding == 1, 10, "a request in the worker")
     pids = b.worker_pids()
     started = time.monotonic()
     b.process.send_signal(signal.SIGTERM)

@@ -253,5 +253,5 @@ def test_same_archive_content_is_extracted_once(backend: Backend, models: Models
     finally:
         copy.unlink()
     assert sorted(p.name for p in cache.iterdir()) == before
-    model_dirs = {w["system_properties"]["model_dir"] for w in backend.workers("startup")}
+    model_dirs = {str(w.system_properties["model_dir"]) for w in backend.workers("startup")}
     assert len(model_dirs) == 1 and model_dirs.pop().startswith(str(cache))

@@ -12,6 +12,7 @@ import torch
 
 from tests.backend.conftest import MAX_REQUEST_SIZE, Models
 from tests.backend.helpers import Backend, call, error_body
+from ts_notebook.records import LogLine
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +101,12 @@ def test_handler_failures(backend: Backend, out: str, mode: str, code: int, mess
 
 
 def test_handler_exception_traceback_goes_to_the_event_log(backend: Backend, out: str) -> None:
-    since = backend.events()["latest"]
+    since = backend.events().latest
     reply = backend.predict(out, mode="raise")
     rid = reply.headers["x-request-id"]
     assert reply.status == 503
-    logs = backend.events(since=since, kind="log", model=out)["events"]
-    text = "\n".join(str(e["message"]) for e in logs if e["request_id"] == rid)
+    logs = backend.events(since=since, kind="log", model=out).of(LogLine)
+    text = "\n".join(e.message for e in logs if e.request_id == rid)
     assert "ValueError: boom from handle()" in text
     assert "probe_handler.py" in text
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.backend.conftest import Models
 from tests.backend.helpers import Backend, call, error_body, wait_until
+from ts_notebook.records import LogLine, WorkerChange
 
 WORKER_DIED = error_body(500, "InternalServerException", "Worker died.")
 
@@ -22,7 +23,7 @@ def test_response_timeout_kills_and_replaces_the_worker(backend: Backend, models
     models.register("probe.mar", "slowpoke", initial_workers=1, response_timeout=1)
     assert backend.describe("slowpoke")[0]["responseTimeout"] == 1
     old = backend.ready_pids("slowpoke")
-    since = backend.events()["latest"]
+    since = backend.events().latest
 
     reply = backend.predict("slowpoke", mode="sleep", headers={"X-Sleep": "20"})
     assert (reply.status, reply.body) == (500, WORKER_DIED)
@@ -31,7 +32,7 @@ def test_response_timeout_kills_and_replaces_the_worker(backend: Backend, models
     new = wait_until(lambda: _replaced(backend, "slowpoke", old), 15, "a replacement worker")
     assert len(new) == 1
     assert backend.predict("slowpoke").body == b"ok"
-    statuses = [e["status"] for e in backend.events(since=since, kind="worker", model="slowpoke")["events"]]
+    statuses = [e.status for e in backend.events(since=since, kind="worker", model="slowpoke").of(WorkerChange)]
     assert statuses[:1] == ["TIMEOUT"] and statuses[-1] == "READY"
 
 
@@ -57,27 +58,29 @@ def test_crashing_worker_is_replaced(backend: Backend, models: Models, mode: str
 
 def test_died_event_carries_the_exit_code(backend: Backend, models: Models) -> None:
     models.register("probe.mar", "crash_code", initial_workers=1)
-    since = backend.events()["latest"]
+    since = backend.events().latest
     assert backend.predict("crash_code", mode="exit").status == 500
     died = wait_until(
         lambda: [
-            e for e in backend.events(since=since, kind="worker", model="crash_code")["events"] if e["status"] == "DIED"
+            e
+            for e in backend.events(since=since, kind="worker", model="crash_code").of(WorkerChange)
+            if e.status == "DIED"
         ],
         10,
         "the DIED event",
     )
-    assert died[0]["exit_code"] == 3
+    assert died[0].exit_code == 3
 
 
 def test_request_queued_behind_a_timeout_is_served_by_the_replacement(backend: Backend, models: Models) -> None:
     models.register("probe.mar", "slowqueue", initial_workers=1, response_timeout=1)
-    since = backend.events(kind="log")["latest"]
+    since = backend.events(kind="log").latest
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(backend.predict, "slowqueue", mode="sleep", headers={"X-Sleep": "20"})
         wait_until(
             lambda: any(
-                "sleep-start" in str(e["message"])
-                for e in backend.events(since=since, kind="log", model="slowqueue")["events"]
+                "sleep-start" in e.message
+                for e in backend.events(since=since, kind="log", model="slowqueue").of(LogLine)
             ),
             10,
             "the slow request to reach the handler",

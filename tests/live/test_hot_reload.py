@@ -107,12 +107,12 @@ def test_edit_the_cell_and_the_served_answer_changes_with_no_failed_request(ip: 
     # Once an answer moved on, it never goes back to older code.
     last = [seen.index(v) for v in ("v1", "v2", "v3")]
     assert last == sorted(last)
-    assert in_place.report["mode"] == "in-place" and in_place.report["workers"] == 2
-    assert blue_green.report["mode"] == "blue-green" and blue_green.report["workers"] == 2
-    assert "initialize changed" in blue_green.report["note"]
+    assert in_place.report.mode == "in-place" and in_place.report.workers == 2
+    assert blue_green.report.mode == "blue-green" and blue_green.report.workers == 2
+    assert "initialize changed" in blue_green.report.note
     status = ip.run_line_magic("ts_serve", "status")
     workers = status.models[0]["workers"]
-    assert len(workers) == 2 and {w["generation"] for w in workers} == {blue_green.report["generation"]}
+    assert len(workers) == 2 and {w["generation"] for w in workers} == {blue_green.report.gen_id}
 
 
 def test_in_place_swap_keeps_the_loaded_state(ip: InteractiveShell) -> None:
@@ -120,7 +120,7 @@ def test_in_place_swap_keeps_the_loaded_state(ip: InteractiveShell) -> None:
     before = json.loads(call("POST", _url(ip, "echo"), b"{}", {"Content-Type": "application/json"}).body)
     report = ip.run_cell_magic("handler", "echo --serve", cell("v2")).report
     after = json.loads(call("POST", _url(ip, "echo"), b"{}", {"Content-Type": "application/json"}).body)
-    assert report["mode"] == "in-place"
+    assert report.mode == "in-place"
     assert after == {**before, "answer": "v2"}  # same process, initialize not run again
 
 
@@ -155,12 +155,12 @@ def test_reload_during_a_forming_batch_serves_every_request(ip: InteractiveShell
     with ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(call, "POST", url, b"{}", {"Content-Type": "application/json"}) for _ in range(2)]
         client = ip.run_line_magic("ts_serve", "status")
-        holding = lambda: sum(w["holding"] for v in _client(ip).workers() for w in v["workers"])  # noqa: E731
+        holding = lambda: sum(w.holding for v in _client(ip).workers() for w in v.workers)  # noqa: E731
         wait_until(lambda: holding() == 2, 5, "both requests in the forming batch")  # it waits 1.5 s for more
         assert not any(f.done() for f in waiting) and client.models[0]["batchSize"] == 4
         report = ip.run_cell_magic("handler", "echo --serve", cell("v2", "\n        self.extra = 1")).report
         replies = [f.result(30) for f in waiting]
-    assert report["mode"] == "blue-green"
+    assert report.mode == "blue-green"
     assert [r.status for r in replies] == [200, 200]
     assert {json.loads(r.body)["answer"] for r in replies} <= {"v1", "v2"}
     assert ip.run_line_magic("ts_serve", "predict echo '{}'")["answer"] == "v2"

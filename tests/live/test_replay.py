@@ -76,7 +76,8 @@ def test_replay_gives_the_handler_the_exact_served_rows(ip: InteractiveShell, bo
     assert isinstance(result, Replay) and result.ok
     assert result.trace.result == [served_answer]  # the same repr of the same row
     assert result.trace.headers[0]["X-Trace"] == "t1"
-    assert result.trace.system_properties["model_dir"] == result.served["context"]["model_dir"]
+    assert result.served.context is not None
+    assert result.trace.system_properties["model_dir"] == result.served.context.model_dir
 
 
 def test_a_failed_request_replays_with_its_traceback_line(ip: InteractiveShell) -> None:
@@ -85,13 +86,14 @@ def test_a_failed_request_replays_with_its_traceback_line(ip: InteractiveShell) 
     failed = ip.run_line_magic("ts_serve", "requests --failed")
     assert failed.ids == [request_id]
     served = failed.requests[0]
-    assert served["error"] == "Prediction failed"
+    assert served.error is not None and served.error.message == "Prediction failed"
     result = ip.run_line_magic("ts_serve", f"replay {request_id}")
     assert not result.ok and result.trace.failure.stage == "inference"
     assert result.trace.failure.error_type == "KeyError"
     assert 'raise KeyError("asked to fail")' in str(result.trace.failure.where)
-    assert result.served["error"]["where"] == 'spy.py, line 16, in inference: raise KeyError("asked to fail")'
-    assert 'raise KeyError("asked to fail")' in result.served["error"]["traceback"]
+    error = result.served.error
+    assert error is not None and error.where == 'spy.py, line 16, in inference: raise KeyError("asked to fail")'
+    assert 'raise KeyError("asked to fail")' in error.traceback
     assert "served failure at spy.py, line 16" in repr(result)
 
 
@@ -122,15 +124,17 @@ def test_stage_timings_of_served_requests(ip: InteractiveShell) -> None:
     client = ip.run_line_magic("ts_serve", "client")
     for rid in listed.ids:
         record = client.request(rid)
-        stages = record["stages_ms"]
+        stages = record.stages_ms
         assert {"queue", "transport", "preprocess", "inference", "postprocess", "latency"} <= set(stages)
         assert all(v >= 0 for v in stages.values())
         parts = sum(v for k, v in stages.items() if k != "latency")
         assert parts <= stages["latency"], stages
-        assert record["batch_size"] == 1 and record["gen_id"]
+        assert record.batch_size == 1 and record.gen_id
     timings = ip.run_line_magic("ts_serve", "timings spy")
-    table = timings.timings["spy"]["stages"]
-    assert table["latency"]["n"] >= 5 and table["preprocess"]["p50"] <= table["latency"]["p99"]
+    [spy] = timings.timings
+    table = {t.stage: t for t in spy.stages}
+    assert spy.model == "spy" and spy.requests >= 5
+    assert table["latency"].n >= 5 and table["preprocess"].p50 <= table["latency"].p99
     assert "preprocess   p50" in repr(timings)
 
 
@@ -140,6 +144,6 @@ def test_function_handlers_report_a_handle_stage(ip: InteractiveShell) -> None:
     ip.run_line_magic("ts_serve", "predict fn '{}'")
     rid = ip.run_line_magic("ts_serve", "requests fn").ids[-1]
     client = ip.run_line_magic("ts_serve", "client")
-    stages = client.request(rid)["stages_ms"]
+    stages = client.request(rid).stages_ms
     assert "handle" in stages and "preprocess" not in stages
     assert json.loads(json.dumps(stages))["handle"] <= stages["latency"]

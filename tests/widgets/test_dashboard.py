@@ -12,6 +12,7 @@ from tests.backend.helpers import wait_until
 from ts_notebook import launcher
 from ts_notebook.archive import build_archive, open_archive
 from ts_notebook.client import Client
+from ts_notebook.records import ServedRequest
 from ts_notebook.widgets import ServingDashboard
 from ts_notebook.widgets.figures import FiguresView
 from ts_notebook.widgets.poller import Poller
@@ -75,8 +76,8 @@ def test_try_it_send_shows_the_answer_and_a_request_row(backend: tuple[Client, P
     assert answer.status == 200
     assert "-0.36975" in dash.try_it.response.value
     row = dash.requests.rows[0]
-    assert (row["model"], row["status"]) == ("tiny", 200)
-    assert row["data"] == "{'body': {'input': [1, 2, 3, 4]}}"  # the data row exactly as the handler got it
+    assert (row.model, row.status) == ("tiny", 200)
+    assert row.shown().data == "{'body': {'input': [1, 2, 3, 4]}}"  # the data row exactly as the handler got it
     assert "tsn-request-row" in dash.requests._body.value
     assert dash.figures.figures["tiny"]["requests"] >= 1
     dash.close()
@@ -86,13 +87,13 @@ def test_prediction_log_shows_handler_lines_and_filters(backend: tuple[Client, P
     client, _ = backend
     dash = ServingDashboard(client, autostart=False)
     dash.send("echo", "hello", "text/plain")
-    lines = [e for e in dash.logs.lines if "echo saw" in str(e.get("message"))]
-    assert lines and lines[-1]["level"] == "WARNING" and lines[-1]["request_id"]
+    lines = [e for e in dash.logs.lines if "echo saw" in e.message]
+    assert lines and lines[-1].level == "WARNING" and lines[-1].request_id
     dash.filter_logs(model="echo", level="WARNING")
-    assert all(e["model"] == "echo" for e in dash.logs.visible())
+    assert all(e.model == "echo" for e in dash.logs.visible())
     assert "echo saw {&#x27;body&#x27;: &#x27;hello&#x27;}" in dash.logs._body.value
     dash.filter_logs(model="tiny", level="ERROR")
-    assert not any("echo saw" in str(e.get("message")) for e in dash.logs.visible())
+    assert not any("echo saw" in e.message for e in dash.logs.visible())
     dash.close()
 
 
@@ -102,10 +103,10 @@ def test_actions_scale_context_reload_unregister(backend: tuple[Client, Path]) -
     assert dash.scale("echo", 2) == "Workers scaled to 2 for model: echo"
     assert len(next(m for m in dash.models.models if m["modelName"] == "echo")["workers"]) == 2
     workers = dash.show_context("tiny")
-    props = workers[0]["system_properties"]
+    props = workers[0].system_properties
     assert props["batch_size"] == 1 and props["gpu_id"] is None
     # model_dir is the folder the worker really loaded: it holds every file of tiny.mar
-    model_dir = Path(props["model_dir"])
+    model_dir = Path(str(props["model_dir"]))
     unpacked = {f.relative_to(model_dir).as_posix() for f in model_dir.rglob("*") if f.is_file()}
     assert set(open_archive(store / "tiny.mar").names) <= unpacked, unpacked
     [shown] = [c for c in dash.context.children if "tsn-context" in c._dom_classes]
@@ -185,13 +186,16 @@ def test_actions_from_buttons_run_on_the_poller_thread() -> None:
     assert seen == [threading.current_thread().name, "ts_notebook-dashboard"]
 
 
+def _served(model: str, when: float, latency_ms: float, status: int) -> ServedRequest:
+    path = f"/predictions/{model}"
+    return ServedRequest(f"r{when}", model, "1.0", when, "POST", path, status, latency_ms / 1000, 0.0)
+
+
 def test_figures_over_the_last_minute() -> None:
     view = FiguresView()
     now = 1000.0
-    events = [
-        {"time": now - 10 + i, "model": "m", "latency_ms": float(i), "status": 200 if i < 9 else 503} for i in range(10)
-    ]
-    events.append({"time": now - 120, "model": "old", "latency_ms": 1.0, "status": 200})
+    events = [_served("m", now - 10 + i, float(i), 200 if i < 9 else 503) for i in range(10)]
+    events.append(_served("old", now - 120, 1.0, 200))
     view.add(events, now=now)
     assert view.figures == {"m": {"rps": 1.0, "p50_ms": 4.0, "p99_ms": 9.0, "errors": 1, "requests": 10}}
     assert repr(view) == "m: 1.0 req/s p50 4.0 ms p99 9.0 ms errors 1"

@@ -17,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ts_notebook.backend.events import EventSink
 from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
 from ts_notebook.backend.jobs import Job, JobQueue
 from ts_notebook.backend.messages import Answer, ErrorInfo, Generation, Result, WireRequest, WorkerStatus
 from ts_notebook.backend.pool import WorkerPool
 from ts_notebook.backend.registry import ModelVersion, Settings
 from ts_notebook.backend.sequences import Sequences
+from ts_notebook.records import Swap, WorkerChange, WorkerContext
 
 _BATCH_IDS = itertools.count(1)
 _DIED = ErrorInfo(500, "Worker died.")
@@ -48,13 +49,11 @@ class SwapReport:
 class Dispatcher:
     """Serving state of one model version (see the module docstring)."""
 
-    def __init__(
-        self, mv: ModelVersion, generation: Generation, pool: WorkerPool, on_event: Callable[..., None]
-    ) -> None:
+    def __init__(self, mv: ModelVersion, generation: Generation, pool: WorkerPool, events: EventSink) -> None:
         self.mv = mv
         self.generation = generation
         self.pool = pool
-        self.on_event = on_event
+        self.events = events
         self.queue = JobQueue(max(1, mv.settings.job_queue_size))
         self.workers: dict[str, WorkerHandle] = {}  # every worker of this version, old generations too
         self.target = 0
@@ -221,7 +220,10 @@ class Dispatcher:
             report = SwapReport(
                 generation.gen_id, previous, mode, len(self.current()), time.perf_counter() - began, note
             )
-            self.on_event("swap", model=self.name, version=self.version, **report.__dict__)
+            self.events.on_swap(
+                Swap(time.time(), self.name, self.version, report.gen_id, previous, mode, report.workers,
+                     report.seconds, note)
+            )  # fmt: skip
             return report
 
     async def _swap_in_place(self, old: list[WorkerHandle], generation: Generation) -> tuple[list[WorkerHandle], str]:
@@ -285,7 +287,7 @@ class Dispatcher:
                 self.pool.rebalance()
                 return
             except WorkerLoadError as exc:
-                self.on_event("worker", model=self.name, version=self.version, status="FAILED", error=str(exc))
+                self.events.on_worker(WorkerChange(time.time(), self.name, self.version, "FAILED", error=str(exc)))
 
     # -- a worker's loop -----------------------------------------------------------------------
     async def _take(self, worker: WorkerHandle, timeout: float | None) -> Job | None:
@@ -369,7 +371,7 @@ class Dispatcher:
         transport = time.perf_counter() - sent - (result.handle_seconds if result else 0.0)
         if result is not None:
             for record in result.metrics:
-                self.on_event("metric", model=self.name, version=self.version, record=record)
+                self.events.on_metric(self.name, self.version, record)
         self._answer(worker, batch, batch_id, result, max(0.0, transport))
         worker.inflight = {}
         if worker.status == WorkerStatus.BUSY:
@@ -385,12 +387,12 @@ class Dispatcher:
             "batch_size": len(batch),
             "transport_seconds": transport,
             "stages": result.stages if result else {},
-            "context": {
-                "model_dir": worker.generation.model_dir,
-                "system_properties": {**(worker.system_properties or {}), "model_dir": worker.generation.model_dir},
-                "manifest": worker.generation.manifest,
-                "model_yaml_config": worker.generation.model_yaml_config,
-            },
+            "context": WorkerContext(  # references, no copy: model_dir goes in when read
+                worker.generation.model_dir,
+                worker.system_properties or {},
+                worker.generation.manifest,
+                worker.generation.model_yaml_config,
+            ),
         }
         now = time.perf_counter()
         for i, job in enumerate(batch):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ts_notebook.backend.api_error import ApiError
-from ts_notebook.backend.events import preview
 from ts_notebook.backend.httpkit import (
     NO_CACHE,
     NOT_ALLOWED,
@@ -24,8 +23,11 @@ from ts_notebook.backend.httpkit import (
 )
 from ts_notebook.backend.jobs import Job
 from ts_notebook.backend.messages import Answer, Response
+from ts_notebook.backend.registry import ModelVersion
+from ts_notebook.backend.replay import keepable
 from ts_notebook.backend.sequences import SequenceRefused
 from ts_notebook.handler.payload import Request, decode_value, make_request
+from ts_notebook.records import Failure, ServedRequest
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -183,22 +185,15 @@ async def predict(
         response = _success(answer.response, request_id)
         status, sent = answer.response.status, answer.response.body
     backend.metrics.request_done(name, version or "default", latency, answer.queue_seconds, answer.transport_seconds)
-    _record(backend, mv.name, mv.version, request, request_id, shaped, answer, status, sent, latency)
+    record = _record(backend, mv, request, request_id, shaped, answer, status, sent, latency)
+    backend.requests.add(record)
+    backend.events.add(record)
     return response
-
-
-def _stages_ms(answer: Answer, latency: float) -> dict[str, float]:
-    """Where the request's time went, in ms: queue, the trip to the worker and back, each handler stage."""
-    out = {"queue": answer.queue_seconds * 1000, "transport": answer.transport_seconds * 1000}
-    out.update({stage: seconds * 1000 for stage, seconds in answer.stages.items()})
-    out["latency"] = latency * 1000
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 def _record(
     backend: Backend,
-    name: str,
-    version: str,
+    mv: ModelVersion,
     request: web.Request,
     request_id: str,
     shaped: Request,
@@ -206,45 +201,34 @@ def _record(
     status: int,
     sent: bytes,
     latency: float,
-) -> None:
-    """The request in the notebook's event record and in the replay ring."""
-    stages = _stages_ms(answer, latency)
-    common = {
-        "version": version,
-        "status": status,
-        "latency_ms": stages["latency"],
-        "queue_ms": stages["queue"],
-        "worker": answer.worker,
-        "gen_id": answer.gen_id,
-        "batch_id": answer.batch_id,
-        "batch_size": answer.batch_size,
-        "stages_ms": stages,
-    }
-    backend.events.add(
-        "request",
-        model=name,
-        request_id=request_id,
-        data=preview(shaped.row),
-        headers=preview(shaped.headers, 500),
-        response=_body_preview(sent),
-        method=request.method,
-        path=request.path,
-        **common,
-    )
+) -> ServedRequest:
+    """The one record of this request, which the replay ring, the event stream and the timings share:
+    references to what the request path already has (row, headers, answer bytes, the batch's stages
+    and Context), no copy and no preview (those are made when read)."""
+    row, cut = keepable(shaped.row, backend.requests.body_bytes)
     error = answer.error
-    backend.requests.add(
-        name,
-        {
-            "id": request_id,
-            **common,
-            "context": answer.context,
-            "error": {"code": error.code, "message": error.message, "traceback": error.traceback, "where": error.where}
-            if error
-            else None,
-            "response": _body_preview(sent),
-        },
-        shaped.row,
+    return ServedRequest(
+        request_id,
+        mv.name,
+        mv.version,
+        time.time(),
+        request.method,
+        request.path,
+        status,
+        latency,
+        answer.queue_seconds,
+        answer.transport_seconds,
+        answer.stages,
+        answer.worker,
+        answer.gen_id,
+        answer.batch_id,
+        answer.batch_size,
+        Failure(error.code, error.message, error.traceback, error.where) if error is not None else None,
+        answer.context,
+        row,
         shaped.headers,
+        sent,
+        cut,
     )
 
 
@@ -283,12 +267,3 @@ def _success(result: Response, request_id: str) -> web.Response:
     if content_type:  # only what the handler set, as TorchServe (which sends none otherwise)
         headers["Content-Type"] = content_type
     return BareResponse(body=result.body, status=int(result.status), reason=result.phrase or None, headers=headers)
-
-
-def _body_preview(body: bytes, limit: int = 2000) -> str:
-    """The answer as a person reads it: text when it is UTF-8, else the bytes' repr."""
-    try:
-        text = body[:limit].decode("utf-8")
-    except UnicodeDecodeError:
-        return preview(body[:limit], limit)
-    return text if len(body) <= limit else text + "…"

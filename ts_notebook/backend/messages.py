@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ts_notebook.records import WorkerContext
+
 
 class WorkerStatus(enum.Enum):
     """A worker's life: STARTING -> READY <-> BUSY -> DRAINING -> STOPPING -> DEAD (or KILLED on timeout)."""
@@ -210,7 +212,7 @@ class Answer:
     queue_seconds: float = 0.0
     transport_seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
-    context: dict[str, Any] | None = None  # the worker's model_dir, system_properties and manifest
+    context: WorkerContext | None = None  # the Context its worker's handler had
 
     @classmethod
     def failed(cls, code: int, message: str, **kw: Any) -> Answer:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,11 +17,13 @@ from ts_notebook.archive.extract import extract_cached
 from ts_notebook.backend.api_error import ApiError
 from ts_notebook.backend.dispatcher import SwapReport
 from ts_notebook.backend.generations import discard, only_handler_changed, read_generation, with_handler
-from ts_notebook.backend.handle import WorkerLoadError
+from ts_notebook.backend.handle import WorkerHandle, WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
 from ts_notebook.backend.registry import ModelVersion
 from ts_notebook.errors import TsNotebookError
+from ts_notebook.records import JsonObject, Swap, VersionWorkers, WorkerView
+from ts_notebook.records_json import page_to_json, timings_to_json, to_json, workers_to_json
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -46,34 +49,32 @@ class NotebookApi:
         self.backend = backend
 
     async def events(self, request: web.Request) -> web.Response:
-        return json_response(
-            self.backend.events.since(
+        kind = request.query.get("kind")
+        try:
+            numbered, next_seq = self.backend.events.since(
                 int_param(request, "since") or 0,
                 model=request.query.get("model"),
-                kind=request.query.get("kind"),
+                kind=kind,
                 limit=int_param(request, "limit") or 500,
             )
-        )
+        except ValueError as exc:
+            raise ApiError(400, "BadRequestException", str(exc)) from None
+        return json_response(page_to_json(numbered, next_seq, self.backend.events.latest))
 
     async def workers(self, request: web.Request) -> web.Response:
-        views = []
+        versions = []
         for mv in self.backend.registry.all_versions():
-            snapshot = self.backend.dispatcher(mv).snapshot()
-            views.append(
-                {
-                    "modelName": mv.name,
-                    "modelVersion": mv.version,
-                    "generation": snapshot["generation"],
-                    "workers": snapshot["views"],
-                    "loadFailure": self.backend.load_failures.get((mv.name, mv.version)),
-                }
-            )
-        return json_response(views)
+            dispatcher = self.backend.dispatcher(mv)
+            views = tuple(_worker_view(w) for w in dispatcher.workers.values())
+            failure = self.backend.load_failures.get((mv.name, mv.version))
+            versions.append(VersionWorkers(mv.name, mv.version, dispatcher.generation.gen_id, views, failure))
+        return json_response(workers_to_json(versions))
 
     async def requests(self, request: web.Request) -> web.Response:
         failed = request.query.get("failed", "false").lower() == "true"
         limit = int_param(request, "limit") or 50
-        return json_response(self.backend.requests.summaries(request.query.get("model"), failed, limit))
+        kept = self.backend.requests.summaries(request.query.get("model"), failed, limit)
+        return json_response([to_json(record) for record in kept])
 
     async def request(self, request: web.Request) -> web.Response:
         request_id = request.match_info["request_id"]
@@ -85,10 +86,10 @@ class NotebookApi:
                 f"No served request {request_id} is kept (the ring keeps the last "
                 f"{self.backend.requests.count} per model; ts_notebook_replay_count sets it)",
             )
-        return json_response(record)
+        return json_response(to_json(record, full=True))
 
     async def timings(self, request: web.Request) -> web.Response:
-        return json_response(self.backend.requests.timings(request.query.get("model")))
+        return json_response(timings_to_json(self.backend.requests.timings(request.query.get("model"))))
 
     def _version(self, request: web.Request) -> ModelVersion:
         if not self.backend.config.enable_model_api:
@@ -165,20 +166,15 @@ class _ReloadFailed(ApiError):
         self.extra = {"where": where, "traceback": traceback}
 
 
-def _report_body(mv: ModelVersion, report: SwapReport) -> dict[str, Any]:
-    how = {
-        "unchanged": "already served it",
-        "no-workers": "has no workers: new ones will run it",
-        "in-place": "swapped the code in place, keeping the loaded model",
-        "blue-green": "started new workers, then moved traffic",
-    }[report.mode]
-    return {
-        "status": f'Model "{mv.name}" version {mv.version} now serves generation {report.gen_id}: {how} '
-        f"({report.workers} workers, {report.seconds:.3f} s)",
-        "generation": report.gen_id,
-        "previous": report.previous,
-        "mode": report.mode,
-        "workers": report.workers,
-        "seconds": round(report.seconds, 4),
-        "note": report.note,
-    }
+def _report_body(mv: ModelVersion, report: SwapReport) -> JsonObject:
+    """The reload's answer: the swap, as the event stream carries it (its sentence in ``status``)."""
+    swap = Swap(time.time(), mv.name, mv.version, report.gen_id, report.previous, report.mode, report.workers,
+                round(report.seconds, 4), report.note)  # fmt: skip
+    return to_json(swap)
+
+
+def _worker_view(w: WorkerHandle) -> WorkerView:
+    return WorkerView(
+        w.worker_id, w.pid, w.status.value, w.generation.gen_id, w.gpu_id, w.threads, w.holding,
+        w.system_properties or {}, w.manifest or {},
+    )  # fmt: skip

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ts_notebook.backend import ipc, protocol
+from ts_notebook.backend.events import EventSink
 from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError, WorkerOwner
 from ts_notebook.backend.messages import (
     Exited,
@@ -42,6 +42,7 @@ from ts_notebook.backend.messages import (
     ZygoteReady,
 )
 from ts_notebook.errors import BackendError
+from ts_notebook.records import LogLine, WorkerChange
 
 __all__ = ["WorkerDied", "WorkerHandle", "WorkerLoadError", "WorkerPool", "Zygote"]
 
@@ -140,7 +141,7 @@ class WorkerPool:
         self,
         run_dir: Path,
         zygote: Zygote,
-        on_event: Callable[..., None],
+        events: EventSink,
         gpus: list[int] | None,
         planned: Callable[[], int] = lambda: 1,
         time_stages: bool = True,
@@ -149,7 +150,7 @@ class WorkerPool:
     ) -> None:
         self.sock_path = str(run_dir / "workers.sock")
         self.zygote = zygote
-        self.on_event = on_event
+        self.events = events
         self.allowed_gpus = gpus
         self.planned = planned
         self.time_stages = time_stages
@@ -237,14 +238,33 @@ class WorkerPool:
         self.worker_event(worker, "READY", gpu_id=worker.gpu_id, load_ms=round(worker.load_seconds * 1000, 1))
         return worker
 
-    def worker_event(self, worker: WorkerHandle, status: str, **fields: Any) -> None:
+    def worker_event(
+        self,
+        worker: WorkerHandle,
+        status: str,
+        *,
+        gpu_id: int | None = None,
+        load_ms: float | None = None,
+        exit_code: int | None = None,
+        response_timeout: int | None = None,
+    ) -> None:
         """A worker's life event for the notebook's record (READY, DIED, TIMEOUT, ...)."""
-        self._event("worker", worker, status=status, generation=worker.generation.gen_id, **fields)
-
-    def _event(self, kind: str, worker: WorkerHandle, **fields: Any) -> None:
-        """An event tagged with the worker's model, version, id and pid."""
         owner = worker.owner
-        self.on_event(kind, model=owner.name, version=owner.version, worker=worker.worker_id, pid=worker.pid, **fields)
+        self.events.on_worker(
+            WorkerChange(
+                time.time(),
+                owner.name,
+                owner.version,
+                status,
+                worker.worker_id,
+                worker.pid,
+                worker.generation.gen_id,
+                gpu_id,
+                load_ms,
+                exit_code,
+                response_timeout,
+            )
+        )
 
     def forget(self, worker: WorkerHandle) -> None:
         worker.status = WorkerStatus.DEAD
@@ -319,8 +339,9 @@ class WorkerPool:
             if job is not None and not job.future.done():
                 job.add_chunk(message.body, message.content_type)
         elif isinstance(message, Log):
-            self._event("log", worker, level=message.level, message=message.message, source=message.source,
-                        request_id=message.request_id)  # fmt: skip
+            owner = worker.owner
+            self.events.on_log(LogLine(time.time(), message.level, message.message, message.source, owner.name,
+                                       owner.version, worker.worker_id, worker.pid, message.request_id))  # fmt: skip
         elif isinstance(message, Loaded) and worker.loaded is not None and not worker.loaded.done():
             worker.loaded.set_result(message)
         elif isinstance(message, Swapped) and worker.swapped is not None and not worker.swapped.done():

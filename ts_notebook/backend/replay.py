@@ -1,30 +1,28 @@
 """The record of served requests the notebook replays and times: a bounded ring per model.
 
-Each record keeps the request's exact ``data`` row and headers (bodies past a size cap are kept cut,
-and say so), the batch it was part of, the Context its worker had (model_dir, system_properties,
-manifest), the answer or the error with the worker's traceback, and where its time went.
+It keeps the ``ServedRequest`` records the inference API built (the same objects the event stream
+holds): each with the request's exact ``data`` row and headers (values past a size cap are cut, and
+the record says so: ``keepable`` cuts them before the record is built), the batch it was part of, the
+Context its worker had, the answer's bytes or the error with the worker's traceback, and where its
+time went. Nothing is decoded or copied here; views and JSON are made when read.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections import deque
-from typing import Any
+from collections.abc import Mapping
 
-from ts_notebook import rows
+from ts_notebook.records import STAGE_ORDER, ModelTimings, ServedRequest, StageTiming
 from ts_notebook.stats import percentile
 
-STAGE_ORDER = ("queue", "transport", "preprocess", "inference", "postprocess", "handle", "latency")
 
-
-def _cut(row: dict[str, Any], limit: int) -> tuple[dict[str, Any], bool]:
-    cut = False
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, bytes | bytearray | str) and len(value) > limit:
-            value, cut = value[:limit], True
-        out[key] = value
-    return out, cut
+def keepable(row: Mapping[str, object], limit: int) -> tuple[Mapping[str, object], bool]:
+    """``row`` as the ring keeps it: itself when no value is over ``limit`` (the usual case, no copy),
+    else a copy with those values cut, and whether it was cut."""
+    if not any(isinstance(v, bytes | bytearray | str) and len(v) > limit for v in row.values()):
+        return row, False
+    return {k: v[:limit] if isinstance(v, bytes | bytearray | str) else v for k, v in row.items()}, True
 
 
 class RequestRing:
@@ -35,17 +33,18 @@ class RequestRing:
     def __init__(self, count: int = 200, body_bytes: int = 1 << 20) -> None:
         self.count = max(1, count)
         self.body_bytes = max(0, body_bytes)
-        self._rings: dict[str, deque[dict[str, Any]]] = {}
-        self._failed: dict[str, deque[dict[str, Any]]] = {}
-        self._by_id: dict[str, dict[str, Any]] = {}
+        self._rings: dict[str, deque[ServedRequest]] = {}
+        self._failed: dict[str, deque[ServedRequest]] = {}
+        self._by_id: dict[str, ServedRequest] = {}
         self._holders: dict[str, int] = {}  # request id -> how many of the two rings keep it
 
-    def _keep(self, ring: deque[dict[str, Any]], record: dict[str, Any]) -> None:
+    def _keep(self, ring: deque[ServedRequest], record: ServedRequest) -> None:
         if len(ring) >= self.count:
-            self._release(ring.popleft()["id"])
+            self._release(ring.popleft().request_id)
         ring.append(record)
-        self._by_id[record["id"]] = record
-        self._holders[record["id"]] = self._holders.get(record["id"], 0) + 1
+        rid = record.request_id
+        self._by_id[rid] = record
+        self._holders[rid] = self._holders.get(rid, 0) + 1
 
     def _release(self, request_id: str) -> None:
         left = self._holders.get(request_id, 1) - 1
@@ -55,50 +54,45 @@ class RequestRing:
         else:
             self._holders[request_id] = left
 
-    def add(self, model: str, record: dict[str, Any], row: dict[str, Any], headers: dict[str, Any]) -> None:
-        """Keep one served request (``record`` holds everything but its row and headers)."""
-        kept, cut = _cut(row, self.body_bytes)
-        record = {**record, "model": model, "time": time.time(), "row": kept, "headers": headers, "truncated": cut}
-        self._keep(self._rings.setdefault(model, deque()), record)
-        if record["status"] >= 400:
-            self._keep(self._failed.setdefault(model, deque()), record)
+    def add(self, record: ServedRequest) -> None:
+        """Keep one served request (its row already cut by ``keepable``)."""
+        self._keep(self._rings.setdefault(record.model, deque()), record)
+        if record.status >= 400:
+            self._keep(self._failed.setdefault(record.model, deque()), record)
 
     def forget(self, model: str) -> None:
         for ring in (self._rings, self._failed):
             for record in ring.pop(model, ()):
-                self._release(record["id"])
+                self._release(record.request_id)
 
-    def summaries(self, model: str | None = None, failed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest last: id, model, status, latency, batch, worker, generation and the error's message."""
+    def summaries(self, model: str | None = None, failed: bool = False, limit: int = 50) -> list[ServedRequest]:
+        """The kept requests, newest last, or only the failed ones."""
         rings = self._failed if failed else self._rings
         records = [r for m, ring in rings.items() if model in (None, m) for r in ring]
-        records.sort(key=lambda r: r["time"])
-        keys = ("id", "model", "version", "time", "status", "latency_ms", "batch_id", "batch_size", "worker", "gen_id")
-        return [
-            {**{k: r.get(k) for k in keys}, "error": (r.get("error") or {}).get("message")} for r in records[-limit:]
-        ]
+        records.sort(key=lambda r: r.time)
+        return records[-limit:]
 
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        """The whole record, JSON-ready, with the rest of its batch's request ids."""
+    def get(self, request_id: str) -> ServedRequest | None:
+        """The whole record, with the ids of the rest of its batch that are still kept."""
         record = self._by_id.get(request_id)
         if record is None:
             return None
-        batch = [r["id"] for r in self._rings.get(record["model"], ()) if r.get("batch_id") == record.get("batch_id")]
-        return {**record, "row": rows.encode(record["row"]), "headers": rows.encode(record["headers"]), "batch": batch}
+        batch = tuple(r.request_id for r in self._rings.get(record.model, ()) if r.batch_id == record.batch_id)
+        return dataclasses.replace(record, batch=batch)
 
-    def timings(self, model: str | None = None) -> dict[str, Any]:
+    def timings(self, model: str | None = None) -> list[ModelTimings]:
         """Per model: p50 and p99 in ms of each stage over the kept requests, and how many there are."""
-        out: dict[str, Any] = {}
+        out = []
         for name, ring in self._rings.items():
             if model not in (None, name):
                 continue
             stages: dict[str, list[float]] = {}
             for r in ring:
-                for stage, ms in r.get("stages_ms", {}).items():
+                for stage, ms in r.stages_ms.items():
                     stages.setdefault(stage, []).append(ms)
-            table = {}
-            for stage in sorted(stages, key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99):
-                values = stages[stage]
-                table[stage] = {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
-            out[name] = {"requests": len(ring), "stages": table}
+            order = sorted(stages, key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else 99)
+            table = tuple(
+                StageTiming(s, percentile(stages[s], 50), percentile(stages[s], 99), len(stages[s])) for s in order
+            )
+            out.append(ModelTimings(name, len(ring), table))
         return out

@@ -28,6 +28,7 @@ from ts_notebook.backend.pool import WorkerLoadError, WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
 from ts_notebook.backend.replay import RequestRing
 from ts_notebook.doctor import doctor_lines
+from ts_notebook.records import LogLine, Swap, WorkerChange
 
 
 class Backend:
@@ -46,7 +47,7 @@ class Backend:
         self.pool = WorkerPool(
             self.run_dir,
             self.zygote,
-            self._on_event,
+            self,
             config.gpus,
             self._planned,
             config.ts_notebook_stage_timings,
@@ -63,22 +64,25 @@ class Backend:
         self.failed_models: dict[str, str] = {}
         self.load_failures: dict[tuple[str, str], str] = {}  # (model, version) -> why its workers did not load
 
-    def _on_event(self, kind: str, **fields: Any) -> None:
-        if kind == "metric":
-            self.metrics.handler_metric(str(fields.get("model")), fields.get("record") or {})
-            return
-        if kind == "worker" and fields.get("status") == "READY":
-            name = f"W-{fields.get('worker')}-{fields.get('model')}_{fields.get('version')}"
-            self.metrics.worker_loaded(name, float(fields.get("load_ms") or 0.0))
-        self.events.add(kind, **fields)
+    # -- the EventSink the pool and the dispatchers report to ---------------------------------------
+    def on_worker(self, change: WorkerChange) -> None:
+        if change.status == "READY":
+            name = f"W-{change.worker}-{change.model}_{change.version}"
+            self.metrics.worker_loaded(name, change.load_ms or 0.0)
+        self.events.add(change)
+
+    def on_swap(self, swap: Swap) -> None:
+        self.events.add(swap)
+
+    def on_log(self, line: LogLine) -> None:
+        self.events.add(line)
+
+    def on_metric(self, model: str, version: str, record: dict[str, Any]) -> None:
+        self.metrics.handler_metric(model, record)
 
     def _refused(self, where: str) -> None:
-        self.events.add(
-            "log",
-            level="WARNING",
-            source="backend",
-            message=f"refused a connection to {where} that did not prove it is one of this backend's own processes",
-        )
+        message = f"refused a connection to {where} that did not prove it is one of this backend's own processes"
+        self.events.add(LogLine(time.time(), "WARNING", message, "backend"))
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -148,7 +152,7 @@ class Backend:
         except BaseException:
             self.registry.remove(mv.name, mv.version)
             raise
-        dispatcher = Dispatcher(mv, generation, self.pool, self._on_event)
+        dispatcher = Dispatcher(mv, generation, self.pool, self)
         self.dispatchers[(mv.name, mv.version)] = dispatcher
         return dispatcher
 
@@ -254,9 +258,8 @@ class Backend:
                 await self.scale(mv, count)
             except Exception as exc:  # a bad start-up model must not stop the others
                 self.failed_models[spec] = str(exc)
-                self.events.add(
-                    "log", model=name or url, level="ERROR", message=f"Failed to load {spec}: {exc}", source="backend"
-                )
+                line = LogLine(time.time(), "ERROR", f"Failed to load {spec}: {exc}", "backend", name or url)
+                self.events.add(line)
 
     def _write_info(self) -> None:
         BackendInfo(

@@ -280,7 +280,7 @@ class ServeCommands:
             if exc.kind != "ReloadFailedException":
                 raise
             raise UsageError(str(reload_failed(exc))) from None
-        return str(report["status"])
+        return str(report.status)
 
     def _serve_requests(self, args: Any) -> Any:
         from ts_notebook.serving import RequestList

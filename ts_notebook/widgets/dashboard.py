@@ -17,6 +17,7 @@ import traitlets
 from ts_notebook.client import Client, Response, ServerError, describe_all
 from ts_notebook.errors import BackendError
 from ts_notebook.preview import json_preview
+from ts_notebook.records import EventPage, LogLine, ServedRequest, WorkerChange, WorkerView
 from ts_notebook.serving import notebook_views, worker_generations
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.figures import FiguresView
@@ -79,7 +80,7 @@ class ServingDashboard(widgets.VBox):
             listed, described = describe_all(self.client)
             views = notebook_views(self.client)
             generations = worker_generations(self.client, views)
-            failures = {(v["modelName"], v["modelVersion"]): v.get("loadFailure") for v in views}
+            failures = {(v.model, v.version): v.load_failure for v in views}
             for version in described:
                 version["loadFailure"] = failures.get((version["modelName"], version["modelVersion"]))
                 version["workers"] = [
@@ -89,15 +90,12 @@ class ServingDashboard(widgets.VBox):
         except BackendError as exc:
             self._server_gone(str(exc))
             return
-        events = batch["events"]
-        self._seq = batch["next"]
-        requests = [e for e in events if e["kind"] == "request"]
-        logs = [e for e in events if e["kind"] in ("log", "worker")]
+        self._seq = batch.next
+        requests = batch.of(ServedRequest)
+        logs = [_log_line(e) for e in batch.events if isinstance(e, LogLine | WorkerChange)]
         with self.hold_sync():
             self.requests.add(requests)
-            self.logs.add(
-                [e if e["kind"] == "log" else {**e, "level": "INFO", "message": _worker_line(e)} for e in logs]
-            )
+            self.logs.add(logs)
             self.figures.add(requests)
             if described != self.models.models:
                 self.models.models = described
@@ -107,7 +105,7 @@ class ServingDashboard(widgets.VBox):
                 f"· {len(described)} model version(s) · status {self.status}"
             )
 
-    def _events(self) -> dict[str, Any]:
+    def _events(self) -> EventPage:
         """New events; none from real TorchServe, which has no event stream (the models view still works)."""
         if self.extras:
             try:
@@ -117,7 +115,7 @@ class ServingDashboard(widgets.VBox):
                     raise
                 self.extras = False
                 self.requests.note = EXTRAS_NOTE
-        return {"events": [], "next": self._seq}
+        return EventPage(self._seq, self._seq)
 
     def _server_gone(self, why: str) -> None:
         self.status = "stopped"
@@ -148,7 +146,7 @@ class ServingDashboard(widgets.VBox):
         """Re-register the model from its archive (the Reload button)."""
         return self.poller.call(lambda: self._do_reload(model))
 
-    def show_context(self, model: str) -> list[dict[str, Any]]:
+    def show_context(self, model: str) -> list[WorkerView]:
         """Show the system_properties and manifest the model's first worker really received."""
         return self.poller.call(lambda: self._do_show_context(model))
 
@@ -170,7 +168,7 @@ class ServingDashboard(widgets.VBox):
         """Serve the model's rebuilt archive with zero failed requests (a blue/green or in-place swap)."""
         if model not in self._urls:
             raise BackendError(f"model {model!r} is not registered")
-        answer = str(self.client.reload(model)["status"])
+        answer = self.client.reload(model).status
         self._refresh()
         return answer
 
@@ -190,19 +188,18 @@ class ServingDashboard(widgets.VBox):
         self.last_replay = result
         self.replayed.value = result._repr_html_()
 
-    def _do_show_context(self, model: str) -> list[dict[str, Any]]:
-        entries = [e for e in self.client.workers() if e["modelName"] == model and e["workers"]]
+    def _do_show_context(self, model: str) -> list[WorkerView]:
+        entries = [v for v in self.client.workers() if v.model == model and v.workers]
         if not entries:
             self.context.children = [widgets.HTML(f"<i>{html.escape(model)} has no running worker</i>")]
             return []
-        worker = entries[0]["workers"][0]
+        worker = entries[0].workers[0]
         self.context.children = [
-            widgets.HTML(f"<b>{html.escape(model)}</b>, worker {worker['id']} (pid {worker['pid']})"),
-            ContextView(model, worker["system_properties"] or {}),
-            ManifestView(worker["manifest"]),
+            widgets.HTML(f"<b>{html.escape(model)}</b>, worker {worker.id} (pid {worker.pid})"),
+            ContextView(model, dict(worker.system_properties)),
+            ManifestView(dict(worker.manifest)),
         ]
-        shown: list[dict[str, Any]] = entries[0]["workers"]
-        return shown
+        return list(entries[0].workers)
 
     def _do_send(self, model: str, body: bytes | str, content_type: str) -> Response:
         answer = self.client.predict(model, body, content_type=content_type or None, check=False)
@@ -241,6 +238,9 @@ def stop_all() -> int:
     return len(live)
 
 
-def _worker_line(e: dict[str, Any]) -> str:
-    details = " ".join(f"{k}={e[k]}" for k in ("status", "pid", "gpu_id", "exit_code", "error") if e.get(k) is not None)
-    return f"worker {e.get('worker', '-')}: {details}"
+def _log_line(e: LogLine | WorkerChange) -> LogLine:
+    """A worker's change as the log shows it: an INFO line under its model and worker."""
+    if isinstance(e, LogLine):
+        return e
+    message = f"worker {e.worker or '-'}: {e.detail()}"
+    return LogLine(e.time, "INFO", message, "backend", e.model, e.version, e.worker, e.pid)

@@ -9,6 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from ts_notebook.records import ServedRequest
 from ts_notebook.stats import percentile
 from ts_notebook.widgets._base import esc
 from ts_notebook.widgets.stages import latency_plot
@@ -21,30 +22,30 @@ class FiguresView(widgets.VBox):
     plots: traitlets.Dict[str, str] = traitlets.Dict()  # model -> SVG of its latency over the window
 
     def __init__(self) -> None:
-        self._recent: deque[dict[str, Any]] = deque()
+        self._recent: deque[ServedRequest] = deque()
         self._body = widgets.HTML()
         super().__init__(children=[self._body])
         self.add_class("tsn-figures")
         self.observe(lambda _c: self._render(), names="figures")
         self._render()
 
-    def add(self, requests: list[dict[str, Any]], now: float | None = None) -> None:
+    def add(self, requests: list[ServedRequest], now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._recent.extend(requests)
-        self._recent = deque(e for e in self._recent if e["time"] >= now - WINDOW_S)
-        by_model: dict[str, list[dict[str, Any]]] = {}
+        self._recent = deque(e for e in self._recent if e.time >= now - WINDOW_S)
+        by_model: dict[str, list[ServedRequest]] = {}
         for e in self._recent:
-            by_model.setdefault(e["model"], []).append(e)
+            by_model.setdefault(e.model, []).append(e)
         figures = {}
         self.plots = {m: latency_plot(events, now - WINDOW_S, now) for m, events in by_model.items()}
         for model, events in by_model.items():
-            span = max(1.0, min(WINDOW_S, now - min(e["time"] for e in events)))
-            latencies = [e["latency_ms"] for e in events]
+            span = max(1.0, min(WINDOW_S, now - min(e.time for e in events)))
+            latencies = [e.latency_ms for e in events]
             figures[model] = {
                 "rps": round(len(events) / span, 2),
                 "p50_ms": round(percentile(latencies, 50), 2),
                 "p99_ms": round(percentile(latencies, 99), 2),
-                "errors": sum(1 for e in events if e["status"] >= 400),
+                "errors": sum(1 for e in events if e.failed),
                 "requests": len(events),
             }
         self.figures = figures

@@ -4,11 +4,11 @@ request id and level, filtered by model and level."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
+from ts_notebook.records import LogLine
 from ts_notebook.widgets._base import esc
 
 MAX_LINES = 500
@@ -16,7 +16,7 @@ LEVELS = ("", "DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class PredictionLogView(widgets.VBox):
-    lines: traitlets.List[dict[str, Any]] = traitlets.List()
+    lines: traitlets.List[LogLine] = traitlets.List()
     model_filter = traitlets.Unicode("")
     level_filter = traitlets.Unicode("")
 
@@ -33,11 +33,11 @@ class PredictionLogView(widgets.VBox):
         self.observe(lambda _c: self._render(), names=["lines", "model_filter", "level_filter"])
         self._render()
 
-    def add(self, events: list[dict[str, Any]]) -> None:
+    def add(self, events: list[LogLine]) -> None:
         if not events:
             return
         self.lines = (list(self.lines) + events)[-MAX_LINES:]
-        models = sorted({str(e.get("model")) for e in self.lines if e.get("model")})
+        models = sorted({e.model for e in self.lines if e.model})
         options = [("all models", ""), *((m, m) for m in models)]
         if list(self._model.options) != options:
             self._model.options = options
@@ -46,20 +46,19 @@ class PredictionLogView(widgets.VBox):
         """The method twin of the two dropdowns."""
         self.model_filter, self.level_filter = model, level
 
-    def visible(self) -> list[dict[str, Any]]:
+    def visible(self) -> list[LogLine]:
         rank = {lv: i for i, lv in enumerate(LEVELS)}
         floor = rank.get(self.level_filter, 0)
         return [
             e
             for e in self.lines
-            if (not self.model_filter or e.get("model") == self.model_filter)
-            and rank.get(str(e.get("level", "INFO")), 2) >= floor
+            if (not self.model_filter or e.model == self.model_filter) and rank.get(e.level, 2) >= floor
         ]
 
-    def _text(self, e: dict[str, Any]) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
-        rid = f" [{e['request_id']}]" if e.get("request_id") else ""
-        return f"{stamp} {e.get('model')} W-{e.get('worker', '-')} {e.get('level', '')}{rid} {e.get('message', '')}"
+    def _text(self, e: LogLine) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
+        rid = f" [{e.request_id}]" if e.request_id else ""
+        return f"{stamp} {e.model} W-{e.worker or '-'} {e.level}{rid} {e.message}"
 
     def _render(self) -> None:
         shown = self.visible()[-200:]

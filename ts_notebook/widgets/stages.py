@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from ts_notebook.records import ServedRequest
 from ts_notebook.widgets._base import esc
 
 COLORS = {
@@ -41,17 +40,17 @@ def legend() -> str:
     return " ".join(f"<span style='color:{c}'>&#9632;</span>&nbsp;{n}" for n, c in COLORS.items())
 
 
-def latency_plot(events: list[dict[str, Any]], start: float, end: float, width: int = 320, height: int = 70) -> str:
+def latency_plot(events: list[ServedRequest], start: float, end: float, width: int = 320, height: int = 70) -> str:
     """Latency (ms) of each request over [start, end] as dots, failures in red, with the axis maximum."""
     if not events:
         return ""
-    top = max(e["latency_ms"] for e in events) or 1.0
+    top = max(e.latency_ms for e in events) or 1.0
     span = max(1e-6, end - start)
     dots = []
     for e in events:
-        x = 4 + (width - 8) * (e["time"] - start) / span
-        y = height - 12 - (height - 20) * e["latency_ms"] / top
-        color = "#cf222e" if e["status"] >= 400 else "#0969da"
+        x = 4 + (width - 8) * (e.time - start) / span
+        y = height - 12 - (height - 20) * e.latency_ms / top
+        color = "#cf222e" if e.failed else "#0969da"
         dots.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='2' fill='{color}'/>")
     return (
         f"<svg class='tsn-latency-plot' width='{width}' height='{height}' role='img' aria-label='latency over time'>"

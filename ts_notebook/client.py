@@ -28,7 +28,12 @@ class ServerError(BackendError):
         super().__init__(message)
         self.status = status
         self.kind = kind
-        self.detail = detail or {}  # the whole error body (a failed reload adds its handler line and traceback)
+        self.detail = detail or {}  # the whole error body, as the server sent it (TorchServe's error JSON)
+        body = self.detail
+        self.server_message = str(body.get("message", message))  # the server's own words, no method or path
+        # A failed reload (ReloadFailedException) adds the new code's handler line and traceback.
+        self.traceback: str | None = str(body["traceback"]) if body.get("traceback") is not None else None
+        self.where: str | None = str(body["where"]) if body.get("where") is not None else None
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,9 @@ class LiveReload:
 
 def reload_failed(exc: ServerError) -> BackendError:
     """A failed reload as the cell shows it: the real error, its handler line, the traceback's end."""
-    tail = "\n".join(str(exc.detail.get("traceback") or "").strip().splitlines()[-12:])
-    return BackendError(f"{exc.detail.get('message', exc)}\n{tail}".rstrip())
+    tail = "\n".join((exc.traceback or "").strip().splitlines()[-12:])
+    message = exc.server_message if exc.detail else str(exc)
+    return BackendError(f"{message}\n{tail}".rstrip())
 
 
 def serve_cell(
@@ -110,5 +111,5 @@ def _register(client: Client, model: str, name: str, source: str, url: str) -> L
         client.scale(model, 1, synchronous=True)
     except ServerError as exc:
         client.unregister(model)  # a failed first load leaves nothing registered
-        raise reload_failed(exc) if exc.detail.get("traceback") is not None else BackendError(str(exc)) from None
+        raise reload_failed(exc) if exc.traceback is not None else BackendError(str(exc)) from None
     return LiveReload(model, report, registered=True)

@@ -32,18 +32,14 @@ class ServeStatus:
     inference_key: str | None = None
     management_key: str | None = None
     failed_models: dict[str, str] = field(default_factory=dict)
+    generations: dict[str, str] = field(default_factory=dict)  # worker id -> the generation it runs (ours only)
 
     @classmethod
     def of(cls, info: BackendInfo, note: str = "") -> ServeStatus:
         client = info.client()
         _, described = describe_all(client)
-        generations = worker_generations(client)
         keys = info.keys()
-        models = []
-        for version in described:
-            entry = {k: version[k] for k in _STATUS_KEYS}
-            entry["workers"] = [{**w, "generation": generations.get(str(w["id"]), "")} for w in entry["workers"]]
-            models.append(entry)
+        models = [{k: version[k] for k in _STATUS_KEYS} for version in described]
         return cls(
             info.inference_address,
             info.management_address,
@@ -55,6 +51,7 @@ class ServeStatus:
             keys["inference"],
             keys["management"],
             dict(info.failed_models),
+            worker_generations(client),
         )
 
     def curl_lines(self) -> list[str]:
@@ -85,7 +82,10 @@ class ServeStatus:
             lines.append("no models registered (use %ts_serve register PATH)")
         for m in self.models:
             workers = (
-                ", ".join(f"{w['id']}:{w['status']}(pid {w['pid']}, gen {w.get('generation')})" for w in m["workers"])
+                ", ".join(
+                    f"{w['id']}:{w['status']}(pid {w['pid']}, gen {self.generations.get(str(w['id']), '')})"
+                    for w in m["workers"]
+                )
                 or "no workers"
             )
             lines.append(

@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.backend.conftest import Models
 from tests.backend.helpers import Backend
 from tests.doctor.cases import pairs
+from ts_notebook.records_json import workers_from_json
 from ts_notebook.widgets.models import ModelsView
 
 
@@ -20,12 +21,13 @@ def test_failed_registration_says_why_and_how_to_fix(backend: Backend, models: M
     assert "Doctor: #2 helper module not packaged" in message and "--extra-files helper.py" in message
     assert "No module named 'ts.torch_handler.handler'" in message  # what TorchServe would have shown
 
-    views = {v["modelName"]: v for v in backend.mgmt("GET", "/ts_notebook/workers").json()}
-    assert "Doctor: #2" in views["helperless"]["loadFailure"]
+    views = {v.model: v for v in workers_from_json(backend.mgmt("GET", "/ts_notebook/workers").json())}
+    failure = views["helperless"].load_failure
+    assert failure is not None and "Doctor: #2" in failure
     described = backend.describe("helperless")[0]
     assert "loadFailure" not in described  # TorchServe's describe stays TorchServe's
     table = ModelsView(lambda *_: None)
-    table.models = [{**described, "loadFailure": views["helperless"]["loadFailure"]}]
+    table.models, table.versions = [described], [views["helperless"]]
     assert "failed to load" in repr(table)
     assert "tsn-failure" in table._table.value and "--extra-files helper.py" in table._table.value
 
@@ -34,5 +36,5 @@ def test_failed_registration_says_why_and_how_to_fix(backend: Backend, models: M
     (store / "doctor-fixed" / "helperless.mar").rename(store / "helperless_fixed.mar")
     backend.mgmt("DELETE", "/models/helperless")
     models.register("helperless_fixed.mar", "helperless", initial_workers=1)
-    views = {v["modelName"]: v for v in backend.mgmt("GET", "/ts_notebook/workers").json()}
-    assert views["helperless"]["loadFailure"] is None
+    views = {v.model: v for v in workers_from_json(backend.mgmt("GET", "/ts_notebook/workers").json())}
+    assert views["helperless"].load_failure is None

@@ -112,7 +112,7 @@ def test_edit_the_cell_and_the_served_answer_changes_with_no_failed_request(ip: 
     assert "initialize changed" in blue_green.report.note
     status = ip.run_line_magic("ts_serve", "status")
     workers = status.models[0]["workers"]
-    assert len(workers) == 2 and {w["generation"] for w in workers} == {blue_green.report.gen_id}
+    assert len(workers) == 2 and {status.generations[str(w["id"])] for w in workers} == {blue_green.report.gen_id}
 
 
 def test_in_place_swap_keeps_the_loaded_state(ip: InteractiveShell) -> None:

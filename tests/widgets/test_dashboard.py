@@ -118,7 +118,8 @@ def test_actions_scale_context_reload_unregister(backend: tuple[Client, Path]) -
     answer = dash.reload("echo")
     assert answer.startswith('Model "echo" version 1.0 now serves generation ') and "(2 workers" in answer
     assert client.predict("echo", "hi").value == "v2"
-    gens = {w["generation"] for w in next(m for m in dash.models.models if m["modelName"] == "echo")["workers"]}
+    echo_workers = next(m for m in dash.models.models if m["modelName"] == "echo")["workers"]
+    gens = {dash.models.generations()[str(w["id"])] for w in echo_workers}
     assert len(gens) == 1 and "gen " + gens.pop() in dash.models._table.value
     assert dash.unregister("echo") == 'Model "echo" unregistered'
     assert [m["modelName"] for m in dash.models.models] == ["tiny"]

@@ -18,7 +18,7 @@ from ts_notebook.client import Client, Response, ServerError, describe_all
 from ts_notebook.errors import BackendError
 from ts_notebook.preview import json_preview
 from ts_notebook.records import EventPage, LogLine, ServedRequest, WorkerChange, WorkerView
-from ts_notebook.serving import notebook_views, worker_generations
+from ts_notebook.serving import notebook_views
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.figures import FiguresView
 from ts_notebook.widgets.manifest import ManifestView
@@ -79,13 +79,6 @@ class ServingDashboard(widgets.VBox):
             batch = self._events()
             listed, described = describe_all(self.client)
             views = notebook_views(self.client)
-            generations = worker_generations(self.client, views)
-            failures = {(v.model, v.version): v.load_failure for v in views}
-            for version in described:
-                version["loadFailure"] = failures.get((version["modelName"], version["modelVersion"]))
-                version["workers"] = [
-                    {**w, "generation": generations.get(str(w["id"]), "")} for w in version["workers"]
-                ]
             self._urls = {m["modelName"]: m["modelUrl"] for m in listed}
         except BackendError as exc:
             self._server_gone(str(exc))
@@ -97,8 +90,9 @@ class ServingDashboard(widgets.VBox):
             self.requests.add(requests)
             self.logs.add(logs)
             self.figures.add(requests)
-            if described != self.models.models:
-                self.models.models = described
+            if described != self.models.models or views != self.models.versions:
+                with self.models.hold_trait_notifications():
+                    self.models.models, self.models.versions = described, views
             self.try_it.set_models(sorted({m["modelName"] for m in described}))
             self.header.value = (
                 f"<b>serving</b> <code>{html.escape(self.client.inference_address)}</code> "

@@ -92,8 +92,11 @@ bench: venv compat-venv litserve-venv
 	$(VENV)/bin/python bench/bench_soak.py
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_floor.py
 
-# Serving at the machine's floor: ours, TorchServe default and tuned, LitServe, in-process (wrk from apt).
+# Serving at the machine's floor: ours, TorchServe default and tuned, LitServe, in-process; ~24 min here.
+# wrk is Debian's package (CI runs no benchmark, so only this target installs it). BENCH_QUICK=1: a smoke
+# run of a few minutes into bench/work/floor-quick/ that only checks the code runs.
 bench-floor: venv compat-venv litserve-venv
+	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	TS_REF_VENV=$(abspath $(TSVENV)) $(VENV)/bin/python bench/bench_floor.py
 
 bench-soak: venv

@@ -5,7 +5,8 @@ Each server runs alone on the machine (one after the other), every cell warm, me
 by wrk (a C client that costs little CPU) and, for PY_CLIENTS client counts, by the Python client.
 Also: the bare HTTP round trip, cold start against ``python -c "import torch"``, PSS per process,
 and the CPU each side spends per request. Figures and verdicts: ``results/floor.md``; raw runs:
-``results/floor.json``. See ``bench/README.md`` for the settings.
+``results/floor.json`` (``FLOOR_OUT`` names another folder; ``BENCH_QUICK=1``, a smoke run, writes to
+``bench/work/floor-quick``). See ``bench/README.md`` for the settings.
 
 Exit status 0 whether targets pass or fail (this is a report); 2 when it cannot run at all.
 """
@@ -13,6 +14,8 @@ Exit status 0 whether targets pass or fail (this is a report); 2 when it cannot 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 import time
@@ -25,10 +28,12 @@ import common
 from bench_serving import sigterm_as_interrupt
 from floor_phases import floor_session, http_floor_session, import_torch_s, litserve_session, registered_session
 from floor_plan import Plan
-from floor_report import write_report
+from floor_report_text import write_report
 from floor_servers import LitServer, litserve_runtime, litserve_venv, ts_server
-from inputs import make_archive
+from floor_targets import load_before
+from inputs import bert_info, make_archive
 from machine import load_average, serving_machine, source_state, version
+from model_code import BERT_CONFIGS
 from overlay import make_overlay
 from phases import cold_start
 from servers import OurServer, RefServer
@@ -39,7 +44,7 @@ def _session(kind: str, model: str, archive: Path, plan: Plan, ctx: dict[str, An
     if kind == "litserve":
         venv, runtime = ctx["litserve_venv"], ctx["litserve_runtime"]
         return litserve_session(lambda w, b: LitServer(venv, runtime, archive, w, b), model, plan)
-    overlay = ctx["overlay"] if model == "bert" else None
+    overlay = ctx["overlay"] if model.startswith("bert") else None
     server: Any = OurServer({}) if kind == "ours" else ts_server(ctx["ref"], {}, overlay, kind == "ts_tuned")
     try:
         server.start()
@@ -67,7 +72,8 @@ def _cold_starts(plan: Plan, ctx: dict[str, Any], tiny: Path) -> dict[str, Any]:
 
 def run_all(plan: Plan, ctx: dict[str, Any], result: dict[str, Any]) -> None:
     archives = {m: make_archive(m) for m in plan.models}
-    if "bert" in archives:
+    result["models"] = {m: BERT_CONFIGS[m] | bert_info(m) for m in archives if m in BERT_CONFIGS}
+    if any(m.startswith("bert") for m in archives):
         ctx["overlay"], result["ts_overlay"] = make_overlay(ctx["ref"])
     print("== in-process floor", flush=True)
     result["floor"] = floor_session(archives, plan)
@@ -83,10 +89,32 @@ def run_all(plan: Plan, ctx: dict[str, Any], result: dict[str, Any]) -> None:
             session = _session(kind, model, archive, plan, ctx)
             result["servers"].setdefault(kind, {})[model] = session
             result["errors"] += [f"{kind}: {e}" for e in session["errors"]]
-            common.write_json("floor.json", result)
+            _save(ctx, result)
     if "tiny" in archives and "ours" in plan.servers:
         print("== cold start", flush=True)
         result["cold_start"] = _cold_starts(plan, ctx, archives["tiny"])
+
+
+def _out_dir(plan: Plan) -> Path:
+    """Where floor.json and floor.md go: a smoke run never overwrites the committed results."""
+    default = common.WORK / "floor-quick" if plan.quick else common.RESULTS
+    return Path(os.environ.get("FLOOR_OUT", "").strip() or default)
+
+
+def _save(ctx: dict[str, Any], result: dict[str, Any]) -> None:
+    ctx["out"].mkdir(parents=True, exist_ok=True)
+    (ctx["out"] / "floor.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+
+
+def _with_litserve(plan: Plan, ctx: dict[str, Any], notes: list[str]) -> Plan:
+    if "litserve" not in plan.servers:
+        return plan
+    venv = litserve_venv()
+    if venv is None:
+        notes.append("LitServe left out: no .venv-litserve (make litserve-venv) or TS_LITSERVE_VENV")
+        return Plan(**{**asdict(plan), "servers": [s for s in plan.servers if s != "litserve"]})
+    ctx["litserve_venv"], ctx["litserve_runtime"] = venv, litserve_runtime()
+    return plan
 
 
 def main() -> int:
@@ -101,15 +129,10 @@ def main() -> int:
     except RuntimeError as exc:
         print(exc)
         return 2
-    ctx: dict[str, Any] = {"ref": ref, "overlay": None, "deadline": time.monotonic() + plan.max_seconds}
-    notes = []
-    if "litserve" in plan.servers:
-        venv = litserve_venv()
-        if venv is None:
-            notes.append("LitServe left out: no .venv-litserve (make litserve-venv) or TS_LITSERVE_VENV")
-            plan = Plan(**{**asdict(plan), "servers": [s for s in plan.servers if s != "litserve"]})
-        else:
-            ctx["litserve_venv"], ctx["litserve_runtime"] = venv, litserve_runtime()
+    ctx: dict[str, Any] = {"ref": ref, "overlay": None, "deadline": time.monotonic() + plan.max_seconds,
+                           "out": _out_dir(plan)}  # fmt: skip
+    notes = ["BENCH_QUICK=1: a smoke run (one short round), its figures mean nothing"] if plan.quick else []
+    plan = _with_litserve(plan, ctx, notes)
     result: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": serving_machine(ref) | {"uvloop": version("uvloop"), "litserve": _litserve_version(ctx)},
@@ -117,6 +140,7 @@ def main() -> int:
         "plan": asdict(plan),
         "notes": notes,
         "load_average": {"start": load_average()},
+        "before": load_before(),
         "servers": {},
         "errors": [],
     }
@@ -129,12 +153,13 @@ def main() -> int:
             print(f"error: {exc}", flush=True)
         except KeyboardInterrupt as exc:
             result["errors"].append(f"interrupted: {exc}")
-            common.write_json("floor.json", result)
+            _save(ctx, result)
             return 130
     result["load_average"]["end"] = load_average()
     result["elapsed_s"] = round(time.monotonic() - started, 1)
-    common.write_json("floor.json", result)
-    print(write_report(result))
+    _save(ctx, result)
+    print(write_report(result, ctx["out"]))
+    print(f"results: {ctx['out']}/floor.md, floor.json", flush=True)
     return 0
 
 

@@ -78,7 +78,7 @@ def _cells(server: Any, path: str, model: str, plan: Plan, out: dict[str, Cell],
         if server.kind == "ours":  # the backend's own stage record of this cell's last requests
             timings = call("GET", f"{server.management_url}/ts_notebook/timings?model={model}")[1]
             out[f"{prefix}/{clients}c/wrk"]["timings"] = json.loads(timings).get(model, {}).get("stages", {})
-        if clients in plan.python_clients:
+        if clients in plan.py_clients(model):
             out[f"{prefix}/{clients}c/python"] = measure(server, path, body, clients, seconds, plan.repeats, "python")
 
 
@@ -133,12 +133,17 @@ def litserve_session(make: Callable[[int, int], LitServer], model: str, plan: Pl
 
 
 def floor_session(archives: dict[str, Path], plan: Plan) -> dict[str, Any]:
+    """Per (model, workers, batch): W copies of the handler loop at once, ``repeats`` rounds of a cell's length."""
     out: dict[str, Any] = {}
     for model, archive in archives.items():
         for workers in plan.workers(model):
             for batch in plan.batches(model, "floor"):
-                res = run_floor(archive, plan.body(model), workers, batch, plan.seconds(model) * 2)
-                print(f"    floor      {model} {workers}w b{batch}: {json.dumps(res)}", flush=True)
+                res = run_floor(archive, plan.body(model), workers, batch, plan.seconds(model), plan.repeats)
+                for i, r in enumerate(res["rounds"]):
+                    copies = " ".join(f"[{c['calls']} calls p50 {c['call_p50_ms']} ms cpu {c['cpu_share']}]"
+                                      for c in r["copies"])  # fmt: skip
+                    print(f"    floor      {model} {workers}w b{batch} #{i + 1}  {r['rps']:8.1f} req/s  {copies}",
+                          flush=True)  # fmt: skip
                 out[f"{model}/{workers}w/b{batch}"] = res
     return out
 

@@ -1,12 +1,25 @@
-"""The prose around the floor benchmark's tables: machine, settings, cold start, PSS, stage timings,
-the bare HTTP round trip, method. ``floor_report.py`` builds the tables and verdicts."""
+"""The floor benchmark's report: the prose around the tables (machine, settings, cold start, PSS, stage
+timings, the bare HTTP round trip, method). ``floor_report.py`` builds the tables, ``floor_targets.py``
+the verdicts; ``write_report`` writes ``floor.md``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import common
+from floor_report import cpu_table, floor_table, matrix
+from floor_targets import bert_context, verdict_table, verdicts, worse_table
 from report import _source_line
+
+METHOD = (
+    "In-process floor: the same handler (our runtime, TorchServe's request shaping) and request, no server: W "
+    "processes with one torch thread each (as the served workers get) loop `handle` at the same time, every copy "
+    "started at one instant and stopped at one deadline, for the cell's length, REPEATS rounds; a round's floor "
+    "is all copies' completed requests over its wall time, so on 2 cores two copies at once are the ceiling, "
+    "contention included. Batch B: B copies of the request per call. Raw runs: `floor.json`. Reproduce: "
+    "`make bench-floor`."
+)
 
 
 def _machine(result: dict[str, Any]) -> str:
@@ -83,8 +96,8 @@ def _settings(result: dict[str, Any]) -> str:
     )
 
 
-def render(result: dict[str, Any], parts: dict[str, str]) -> str:
-    lines = [
+def _targets(result: dict[str, Any], parts: dict[str, str]) -> list[str]:
+    return [
         "# Serving at the machine's floor: ours, TorchServe 0.12.0 (default, tuned), LitServe, in-process",
         "",
         _machine(result),
@@ -93,25 +106,53 @@ def render(result: dict[str, Any], parts: dict[str, str]) -> str:
         "",
         _settings(result),
         "",
-        "## Targets",
+        "## Targets (issue 23)",
         "",
         parts["verdicts"],
         "",
+        "The lighter model's criteria on the BERT-sized model too (not targets of issue 23):",
+        "",
+        parts["bert_context"],
+        "",
+        "### No cell worse than before",
+        "",
+        "A cell's req/s is worse when this run's median is below the before run's lowest round; its p50 or p99 "
+        "when this run's median is above the before run's highest round (the before run's own spread is the noise "
+        "allowed). Runs on different machines compare the machines as much as the code: check the floors.",
+        "",
+        parts["worse"],
+        "",
+        "## The in-process floor",
+        "",
+        parts["floor"],
+        "",
+    ]
+
+
+def render(result: dict[str, Any], parts: dict[str, str]) -> str:
+    lines = [
+        *_targets(result, parts),
         "## Tiny model, wrk",
         "",
-        parts["tiny_wrk"],
+        parts["tiny_wrk"] or "Not measured.",
         "",
         f"Bare HTTP round trip (aiohttp answering a fixed body, no model, same wrk): {_http_floor(result)}.",
         "",
         "## BERT-sized model, wrk",
         "",
-        parts["bert_wrk"],
+        parts["bert_wrk"] or "Not measured.",
+        "",
+        "## Lighter BERT-sized model (half the layers), wrk",
+        "",
+        parts["bert_small_wrk"] or "Not measured.",
         "",
         "## The Python client (`loadgen.py`: one thread and keep-alive connection per client)",
         "",
         parts["tiny_py"],
         "",
         parts["bert_py"],
+        "",
+        parts["bert_small_py"],
         "",
         "## Where a request's CPU goes (µs per request, by process role, median over rounds)",
         "",
@@ -132,8 +173,20 @@ def render(result: dict[str, Any], parts: dict[str, str]) -> str:
         *([f"Note: {n}" for n in result.get("notes", [])]),
         *([f"Error: {e}" for e in result.get("errors", [])]),
         "",
-        "In-process floor: the same handler (our runtime, TorchServe's request shaping) called in a loop by W "
-        "processes with one torch thread each, batch B copies of the request per call; its req/s is what W cores "
-        "do with no server at all. Raw runs: `floor.json`. Reproduce: `make bench-floor`.",
+        METHOD,
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> str:
+    """Writes ``floor.md`` into ``out_dir``; returns its text."""
+    text = render(result, {
+        "tiny_wrk": matrix(result, "tiny", "wrk"), "bert_wrk": matrix(result, "bert", "wrk"),
+        "bert_small_wrk": matrix(result, "bert_small", "wrk"), "tiny_py": matrix(result, "tiny", "python"),
+        "bert_py": matrix(result, "bert", "python"), "bert_small_py": matrix(result, "bert_small", "python"),
+        "verdicts": verdict_table(verdicts(result)), "bert_context": verdict_table(bert_context(result), count=False),
+        "worse": worse_table(result), "floor": floor_table(result), "cpu": cpu_table(result),
+    })  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "floor.md").write_text(text)
+    return text

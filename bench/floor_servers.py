@@ -172,16 +172,17 @@ class HttpFloor(_Tracked):
         return "frontend" if proc.pid == self.pid else "other"
 
 
-def run_floor(archive: Path, body: bytes, workers: int, batch: int, seconds: float) -> dict[str, Any]:
-    """The in-process floor: ``workers`` processes, each one torch thread, calling the handler with
-    batches of ``batch`` copies of the request for ``seconds`` (``floor_runner.py``)."""
+def run_floor(archive: Path, body: bytes, workers: int, batch: int, seconds: float, rounds: int) -> dict[str, Any]:
+    """The in-process floor: ``workers`` processes at once, each one torch thread, calling the handler with
+    batches of ``batch`` copies of the request, ``rounds`` rounds of ``seconds`` (``floor_runner.py``)."""
     with tempfile.TemporaryDirectory(prefix="tsb-floor-") as tmp:
         (Path(tmp) / "body").write_bytes(body)
         cmd = [sys.executable, str(HERE / "floor_runner.py"), str(archive), str(Path(tmp) / "body")]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TMPDIR=tmp) | THREAD_ENV
         out = subprocess.run(
-            [*cmd, str(workers), str(batch), str(seconds)], env=env, capture_output=True, text=True, timeout=600
-        )
+            [*cmd, str(workers), str(batch), str(seconds), str(rounds)],
+            env=env, capture_output=True, text=True, timeout=300 + rounds * (seconds + 120),
+        )  # fmt: skip
     line = next((x for x in out.stdout.splitlines() if x.startswith("FLOOR ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"the in-process floor failed: {out.stderr[-2000:]}")

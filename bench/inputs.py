@@ -1,8 +1,9 @@
 """The models and archives the benchmarks build, cached in ``bench/work`` between runs.
 
-- serving (and the notebook benchmark): the tiny MLP's and the BERT-sized classifier's archives, built
-  with our ``build_archive``; the weights are made in a child process (``python bench/inputs.py
-  --make-models FOLDER WHICH``) so that torch and transformers stay out of the process that times;
+- serving (and the notebook benchmark): the tiny MLP's and the BERT-sized classifiers' archives (``bert``
+  and the lighter ``bert_small``), built with our ``build_archive``; the weights are made in a child
+  process (``python bench/inputs.py --make-models FOLDER WHICH``) so that torch and transformers stay out
+  of the process that times;
 - archive: a random float32 state_dict of ``BENCH_MB`` MB with a matching model file and handler.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from common import WORK
 from machine import version
 from model_code import (
-    BERT_CONFIG,
+    BERT_CONFIGS,
     BERT_HANDLER,
     BERT_TEXT,
     BIG_HANDLER,
@@ -58,17 +59,17 @@ def _make_tiny(folder: Path) -> None:
     torch.save(TinyNet().state_dict(), folder / "tiny_state.pth")
 
 
-def _make_bert(folder: Path) -> None:
+def _make_bert(folder: Path, config: dict[str, int]) -> None:
     torch = _import_torch()
     import transformers
 
     out = folder / "bert"
     shutil.rmtree(out, ignore_errors=True)
-    words = [f"word{i}" for i in range(BERT_CONFIG["vocab_size"] - len(SPECIAL_TOKENS))]
+    words = [f"word{i}" for i in range(config["vocab_size"] - len(SPECIAL_TOKENS))]
     vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *words])}
     tokenizer = transformers.BertTokenizerFast(vocab=vocab)  # not vocab_file: transformers 5 ignores it
     torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(transformers.BertConfig(**BERT_CONFIG)).eval()
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(**config)).eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     # Check what the handler will do: reload from the folder, tokenize the request text, run once.
@@ -84,13 +85,15 @@ def _make_bert(folder: Path) -> None:
 
 
 def _fingerprint(which: str) -> str:
-    text = {"tiny": TINY_MODEL + TINY_HANDLER, "bert": BERT_HANDLER + json.dumps(BERT_CONFIG) + BERT_TEXT}[which]
+    bert = which != "tiny" and BERT_HANDLER + json.dumps(BERT_CONFIGS[which]) + BERT_TEXT
+    text = bert or TINY_MODEL + TINY_HANDLER
     versions = [version(d) for d in ("torch", "transformers", "ts_notebook")]
     return hashlib.sha256((text + repr(versions)).encode()).hexdigest()[:16]
 
 
 def make_archive(which: str) -> Path:
-    """The model's archive (``tiny`` or ``bert``, cached in bench/work between runs), built with our build_archive."""
+    """The model's archive (``tiny``, ``bert`` or ``bert_small``; cached in bench/work between runs), built
+    with our build_archive."""
     from ts_notebook.archive import build_archive
 
     folder = SERVING_INPUTS / which
@@ -106,7 +109,7 @@ def make_archive(which: str) -> Path:
         (folder / "tiny_handler.py").write_text(TINY_HANDLER)
         files = {"model_file": str(folder / "tiny_model.py"), "serialized_file": str(folder / "tiny_state.pth")}
     else:
-        (folder / "bert_handler.py").write_text(BERT_HANDLER)
+        (folder / f"{which}_handler.py").write_text(BERT_HANDLER)
         files = {"extra_files": [str(folder / "bert")]}
     print(f"building the {which} model in a child process -> {folder}", flush=True)
     subprocess.run([sys.executable, __file__, "--make-models", str(folder), which], check=True)
@@ -116,9 +119,9 @@ def make_archive(which: str) -> Path:
     return mar
 
 
-def bert_info() -> dict[str, Any]:
-    """What the child that made the BERT-sized model found: its parameter count and the request's tokens."""
-    return dict(json.loads((SERVING_INPUTS / "bert" / "bert_info.json").read_text()))
+def bert_info(which: str = "bert") -> dict[str, Any]:
+    """What the child that made a BERT-sized model found: its parameter count and the request's tokens."""
+    return dict(json.loads((SERVING_INPUTS / which / "bert_info.json").read_text()))
 
 
 def tiny_store(store: Path) -> Path:
@@ -210,7 +213,10 @@ def warm_page_cache(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    # The child make_archive starts: python inputs.py --make-models FOLDER tiny|bert
-    if len(sys.argv) != 4 or sys.argv[1] != "--make-models" or sys.argv[3] not in ("tiny", "bert"):
-        sys.exit("usage: inputs.py --make-models FOLDER tiny|bert")
-    (_make_tiny if sys.argv[3] == "tiny" else _make_bert)(Path(sys.argv[2]))
+    # The child make_archive starts: python inputs.py --make-models FOLDER tiny|bert|bert_small
+    if len(sys.argv) != 4 or sys.argv[1] != "--make-models" or sys.argv[3] not in ("tiny", *BERT_CONFIGS):
+        sys.exit("usage: inputs.py --make-models FOLDER tiny|" + "|".join(BERT_CONFIGS))
+    if sys.argv[3] == "tiny":
+        _make_tiny(Path(sys.argv[2]))
+    else:
+        _make_bert(Path(sys.argv[2]), BERT_CONFIGS[sys.argv[3]])

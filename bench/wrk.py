@@ -9,6 +9,7 @@ Chromium), never built or downloaded from elsewhere.
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
@@ -35,13 +36,18 @@ end
 
 
 def ensure_wrk() -> str:
-    """The wrk executable; apt-get installs Debian's package when it is missing (as root)."""
+    """The wrk executable; apt-get installs Debian's package when it is missing (as root; ``make bench-floor``
+    installs it first too)."""
     found = shutil.which("wrk")
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, env=env, capture_output=True)
+        install = ["apt-get", "install", "-y", "-qq", "wrk"]
+        subprocess.run(install, check=False, env=env, capture_output=True)
+        if not shutil.which("wrk"):  # a fresh machine has no package lists yet
+            subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True)
+            subprocess.run(install, check=False, env=env, capture_output=True)
         found = shutil.which("wrk")
     if not found:
         raise RuntimeError("wrk is not installed: apt-get install wrk (Debian's package)")
@@ -65,7 +71,7 @@ def run_wrk(url: str, body: bytes, clients: int, seconds: float, timeout_s: floa
                 exe,
                 f"-t{threads}",
                 f"-c{clients}",
-                f"-d{seconds:g}s",
+                f"-d{max(1, math.ceil(seconds))}s",  # wrk takes whole seconds only
                 f"--timeout={timeout_s:g}s",
                 "-s",
                 str(script),

@@ -22,6 +22,7 @@ from ts_notebook.records import (
     WorkerChange,
     WorkerContext,
     WorkerView,
+    preview,
 )
 from ts_notebook.records_json import (
     decode_as,
@@ -132,3 +133,19 @@ def test_a_reload_answer_says_its_sentence() -> None:
         'Model "tiny" version 1.0 now serves generation gen2: started new workers, then moved traffic '
         "(2 workers, 0.250 s)"
     )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"body": bytes(range(256)) * 400},  # 100 KB of every byte value
+        {"z": 1, "a": [{"k": b"\x00" * 3000}], "m": "it's " * 900},  # the row's own order, nested values
+        {"body": {"input": list(range(50_000))}},
+        {"s": "a'" + "x" * 3000 + '"'},  # the cut would change repr's quotes: the whole repr decides
+        {"body": bytearray(b"\xff" * 5000), "n": None},
+    ],
+)
+def test_a_preview_is_the_head_of_the_repr_without_the_repr_of_the_rest(row: dict[str, object]) -> None:
+    for limit in (2000, 500, 40):
+        full = repr(row)
+        assert preview(row, limit) == (full if len(full) <= limit else full[: limit - 1] + "…")

@@ -13,8 +13,11 @@ as ``rows.encode`` writes them, so a replayed row is the served one. Stdlib only
 
 from __future__ import annotations
 
+import builtins
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import ClassVar, TypeVar, Union
 
 from ts_notebook.errors import BackendError
@@ -31,9 +34,64 @@ class RecordError(BackendError):
     """A ``/ts_notebook/`` answer that is not a record of this version's schema."""
 
 
+class _Head(reprlib.Repr):
+    """``repr`` of only as much of a value as its first ``limit`` characters can show.
+
+    A long bytes or str value is cut to ``limit`` before its repr, and a container to the items that
+    can show (each takes 3 characters at least, ", " included), so a 100 MB upload costs a preview no
+    more than a small one, and the preview's text is the first ``limit`` characters of the full repr.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.maxlevel = limit
+        items = limit // 3 + 2
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = items
+        self.maxset = self.maxfrozenset = self.maxdeque = items
+        self.maxlong = self.maxstring = self.maxother = 1 << 62  # never cut in the middle
+
+    def _head(self, x: str | bytes | bytearray) -> str:
+        if len(x) <= self.limit:
+            return builtins.repr(x)
+        head = x[: self.limit]
+        if _double_quoted(x) != _double_quoted(head):  # repr picks its quotes from the whole value: rare
+            return builtins.repr(x)[: self.limit + 16]
+        return builtins.repr(head)
+
+    def repr_str(self, x: str, level: int) -> str:
+        return self._head(x)
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return self._head(x)
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        return self._head(x)
+
+    def repr_dict(self, x: dict[object, object], level: int) -> str:
+        """In the dict's own order (reprlib sorts keys; a row's order is what the handler saw)."""
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in islice(x.items(), self.maxdict)]
+        return "{" + ", ".join(pieces + (["..."] if len(x) > self.maxdict else [])) + "}"
+
+
+def _double_quoted(x: str | bytes | bytearray) -> bool:
+    """Whether ``repr(x)`` quotes with " (it holds a ' and no ")."""
+    if isinstance(x, str):
+        return "'" in x and '"' not in x
+    return b"'" in x and b'"' not in x
+
+
+_HEADS: dict[int, _Head] = {}
+
+
 def preview(value: object, limit: int = PREVIEW) -> str:
-    """``repr(value)``, cut to ``limit`` characters (the cut marked)."""
-    text = repr(value)
+    """The first ``limit`` characters of ``repr(value)`` (the cut marked), without the repr of the rest."""
+    head = _HEADS.get(limit) or _HEADS.setdefault(limit, _Head(limit))
+    text = head.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

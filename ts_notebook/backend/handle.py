@@ -16,6 +16,7 @@ from ts_notebook.errors import BackendError
 
 if TYPE_CHECKING:
     from ts_notebook.backend.jobs import Job
+    from ts_notebook.backend.link import Link
     from ts_notebook.backend.registry import Settings
 
 
@@ -72,7 +73,7 @@ class WorkerHandle:
     status: WorkerStatus = WorkerStatus.STARTING
     started_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
-    writer: asyncio.StreamWriter | None = None
+    link: Link | None = None  # its connection, once the worker said hello
     loaded: asyncio.Future[Loaded] | None = None
     swapped: asyncio.Future[Swapped] | None = None
     pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from pathlib import Path
 from ts_notebook.backend import ipc, protocol
 from ts_notebook.backend.events import EventSink
 from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError, WorkerOwner
+from ts_notebook.backend.link import Link
 from ts_notebook.backend.messages import (
     Exited,
     Generation,
@@ -164,7 +165,8 @@ class WorkerPool:
         self.closing = False
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._accept, sock=ipc.listen(self.sock_path))
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._link, sock=ipc.listen(self.sock_path))
         self.zygote.on_exit = self._on_exit
 
     def _pick_gpu(self, owner: WorkerOwner) -> int | None:
@@ -190,9 +192,10 @@ class WorkerPool:
         """Give every worker the same share of the cores, so N workers never oversubscribe them."""
         share = self.share()
         for worker in self.workers.values():
-            if worker.status.live and worker.threads != share and worker.writer is not None:
+            if worker.status.live and worker.threads != share and worker.link is not None:
                 worker.threads = share
-                worker.writer.write(protocol.encode(SetThreads(share)))
+                with contextlib.suppress(ConnectionError):
+                    worker.link.send(SetThreads(share))
 
     async def start_worker(self, owner: WorkerOwner, generation: Generation) -> WorkerHandle:
         """Fork a worker running ``generation`` and wait until its handler's ``initialize`` returned.
@@ -273,11 +276,10 @@ class WorkerPool:
     async def stop_worker(self, worker: WorkerHandle) -> None:
         """Stop a worker that serves nothing any more (its loop has ended)."""
         self.forget(worker)
-        if worker.writer is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                worker.writer.write(protocol.encode(Stop()))
-                await worker.writer.drain()
-                worker.writer.close()
+        if worker.link is not None:
+            with contextlib.suppress(ConnectionError):
+                worker.link.send(Stop())  # the transport flushes this frame before it closes
+            worker.link.close()
 
     async def predict(self, worker: WorkerHandle, batch_id: int, requests: list[WireRequest], timeout: float) -> Result:
         """Send one batch and wait for its result, at most ``timeout`` seconds (responseTimeout).
@@ -290,13 +292,12 @@ class WorkerPool:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        if worker.writer is None:
+        if worker.link is None:
             raise WorkerDied("no connection")
         worker.pending[batch_id] = future
         timer = loop.call_later(timeout, _time_out, future)
         try:
-            worker.writer.write(protocol.encode(Predict(batch_id, requests)))
-            await worker.writer.drain()
+            worker.link.send(Predict(batch_id, requests))
             return await future
         finally:
             timer.cancel()
@@ -305,29 +306,32 @@ class WorkerPool:
     async def swap_code(self, worker: WorkerHandle, generation: Generation) -> Swapped:
         """Ask a worker to run ``generation`` keeping its loaded state; it answers after its current batch."""
         worker.swapped = asyncio.get_running_loop().create_future()
-        if worker.writer is None:
+        if worker.link is None:
             raise WorkerDied("no connection")
-        worker.writer.write(protocol.encode(SwapCode(generation)))
-        await worker.writer.drain()
+        worker.link.send(SwapCode(generation))
         swapped = await worker.swapped
         if swapped.ok:
             worker.generation = generation
         return swapped
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not await ipc.admitted(reader, self.zygote.secret):  # before anything is unpickled
-            self.zygote.on_refused("workers.sock")
-            writer.close()
-            return
-        hello = await protocol.read(reader)
-        worker = self.workers.get(hello.worker_id) if isinstance(hello, Hello) else None
-        if worker is None:
-            writer.close()
-            return
-        worker.writer = writer
-        while (message := await protocol.read(reader)) is not None:
+    def _link(self) -> Link:
+        return Link(self.zygote.secret, self._received, self._closed, lambda: self.zygote.on_refused("workers.sock"))
+
+    def _received(self, link: Link, message: object) -> None:
+        worker = link.peer
+        if isinstance(worker, WorkerHandle):
             self._dispatch(worker, message)
-        self._died(worker)
+            return
+        # The first message names the worker; a connection that names none of ours is closed.
+        found = self.workers.get(message.worker_id) if isinstance(message, Hello) else None
+        if found is None:
+            link.close()
+            return
+        link.peer, found.link = found, link
+
+    def _closed(self, link: Link) -> None:
+        if isinstance(link.peer, WorkerHandle):
+            self._died(link.peer)
 
     def _dispatch(self, worker: WorkerHandle, message: object) -> None:
         if isinstance(message, Result):

@@ -9,8 +9,9 @@ it is added; its previews are made when a page is serialized for a poller.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import Protocol
 
+from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.records import KINDS, Event, LogLine, ServedRequest, Swap, WorkerChange
 
 
@@ -23,8 +24,8 @@ class EventSink(Protocol):
 
     def on_log(self, line: LogLine) -> None: ...
 
-    def on_metric(self, model: str, version: str, record: dict[str, Any]) -> None:
-        """A handler's ``context.metrics`` value, as the worker reported it (metrics.py's shape)."""
+    def on_metric(self, model: str, version: str, record: MetricRecord) -> None:
+        """A handler's ``context.metrics`` value, as the worker reported it."""
 
 
 def _kept_bytes(event: Event) -> int:

@@ -37,6 +37,8 @@ def json_response(payload: Any, status: int = 200, request_id: str | None = None
 
 async def read_body(request: web.Request, timeout: float) -> bytes:
     """The request's body, or TorchServe-style 408 when it does not all arrive within ``timeout`` s."""
+    if request.content.is_eof():  # all of it came with the headers (most requests): no timer to arm
+        return await request.read()
     try:
         async with asyncio.timeout(timeout):  # a timer on this task; wait_for would start a task per request
             return await request.read()
@@ -89,28 +91,50 @@ class Keys:
         return keys
 
 
-def api_errors() -> Middleware:
-    """Turn ApiError and aiohttp's own errors into TorchServe's error bodies."""
+def gate(key: str | None, open_paths: tuple[str, ...] = (), count: Callable[[int], None] | None = None) -> Middleware:
+    """The one middleware of every port: the token check (``Authorization: Bearer <key>`` unless ``key``
+    is None), TorchServe's error bodies for ApiError and aiohttp's own errors, and the count of every
+    answer's status (TorchServe's Requests2XX/4XX/5XX cover both APIs, ping included).
+
+    One middleware rather than three: each layer is a coroutine call on every request.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
-        except ApiError as exc:
-            return error_response(exc)
-        except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413, headers=NO_CACHE)
-        except web.HTTPNotFound:
-            return error_response(NOT_FOUND)
-        except web.HTTPMethodNotAllowed:
-            return error_response(NOT_ALLOWED)
-        except web.HTTPException:
+            response = await _checked(request, handler, key, open_paths)
+        except web.HTTPException as exc:
+            if count is not None:
+                count(exc.status)
             raise
-        except Exception as exc:  # a bug of ours: TorchServe's JSON, not aiohttp's HTML page
-            logging.getLogger("ts_notebook.backend").exception("unexpected error on %s", request.path)
-            return error_response(ApiError(500, "InternalServerException", f"{type(exc).__name__}: {exc}"))
+        if count is not None:
+            count(response.status)
+        return response
 
     return middleware
+
+
+async def _checked(
+    request: web.Request, handler: Handler, key: str | None, open_paths: tuple[str, ...]
+) -> web.StreamResponse:
+    try:
+        exempt = request.method == "OPTIONS" or request.path in open_paths
+        if key is not None and not exempt and request.headers.get("Authorization") != f"Bearer {key}":
+            raise BAD_TOKEN
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return web.Response(status=413, headers=NO_CACHE)
+    except web.HTTPNotFound:
+        return error_response(NOT_FOUND)
+    except web.HTTPMethodNotAllowed:
+        return error_response(NOT_ALLOWED)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # a bug of ours: TorchServe's JSON, not aiohttp's HTML page
+        logging.getLogger("ts_notebook.backend").exception("unexpected error on %s", request.path)
+        return error_response(ApiError(500, "InternalServerException", f"{type(exc).__name__}: {exc}"))
 
 
 class _Bare:
@@ -130,34 +154,3 @@ class BareResponse(_Bare, web.Response):
 
 class BareStreamResponse(_Bare, web.StreamResponse):
     pass
-
-
-def status_counter(count: Callable[[int], None]) -> Middleware:
-    """Count every answer's status (TorchServe's Requests2XX/4XX/5XX cover both APIs, ping included)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            count(exc.status)
-            raise
-        count(response.status)
-        return response
-
-    return middleware
-
-
-def token_check(
-    key: str | None, open_paths: tuple[str, ...] = ()
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Require ``Authorization: Bearer <key>`` unless ``key`` is None (token auth disabled)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        exempt = request.method == "OPTIONS" or request.path in open_paths
-        if key is not None and not exempt and request.headers.get("Authorization") != f"Bearer {key}":
-            raise BAD_TOKEN
-        return await handler(request)
-
-    return middleware

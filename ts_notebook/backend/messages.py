@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.records import WorkerContext
 
 
@@ -178,7 +179,7 @@ class Result:
     batch_id: int
     responses: list[Response] | None = None
     error: ErrorInfo | None = None
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[MetricRecord] = field(default_factory=list)  # what the handler reported, in order
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds, for the whole batch
     handle_seconds: float = 0.0
 

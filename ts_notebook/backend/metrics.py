@@ -19,9 +19,12 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from ts_notebook.handler.metrics_api import MetricRecord
 
 HOST = socket.gethostname()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -139,6 +142,7 @@ class Metrics:
         self.auto_detect = auto_detect
         self.families: dict[str, Family] = {n: Family(k, u, labels) for k, n, u, labels in FRONTEND}
         self.declared = declared_model_metrics(config)
+        self._routes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Family, tuple[str, ...]] | None] = {}
         for name, (kind, unit) in self.declared.items():  # HELP shows a declared unit as written
             self.families.setdefault(name, Family(kind, unit, ()))
 
@@ -164,24 +168,39 @@ class Metrics:
     def _add(self, name: str, key: tuple[str, ...], value: float) -> None:
         self.families[name].observe(key, value)
 
-    def handler_metric(self, model: str, record: dict[str, Any]) -> None:
-        """A value a handler reported through ``context.metrics`` (HandlerTime among them)."""
-        name, value = str(record.get("name", "")), record.get("value")
-        if not isinstance(value, (int, float)) or not name or name in _FRONTEND_NAMES:
+    def handler_metric(self, record: MetricRecord) -> None:
+        """A value a handler reported through ``context.metrics`` (HandlerTime among them).
+
+        Every request reports the same few (name, dimensions): where each goes is worked out once
+        and kept, so a report costs a dict lookup and an update.
+        """
+        value: object = record.value  # a handler may have reported anything: only numbers are samples
+        if not isinstance(value, (int, float)):
             return
+        dims = tuple((str(n), str(v)) for n, v in record.dimensions)
+        route = self._routes.get((record.name, dims))
+        if route is None:
+            route = self._routes[(record.name, dims)] = self._route(record, dims)
+        if route is not None:
+            family, key = route
+            family.observe(key, float(value))
+
+    def _route(self, record: MetricRecord, dims: tuple[tuple[str, str], ...]) -> tuple[Family, tuple[str, ...]] | None:
+        """The family and label values a handler metric lands in, or None when it is not exposed."""
+        name = str(record.name)
+        if not name or name in _FRONTEND_NAMES:
+            return None
         if name not in self.declared and not self.auto_detect:
-            return  # TorchServe drops model metrics its config does not name
-        dims = [(str(n), str(v)) for n, v in record.get("dimensions") or []] + [("Hostname", HOST)]
-        labels = tuple(n for n, _ in dims)
+            return None  # TorchServe drops model metrics its config does not name
+        full = (*dims, ("Hostname", HOST))
+        labels = tuple(n for n, _ in full)
         family = self.families.get(name)
         if family is None:
-            kind = str(record.get("kind", "gauge"))
-            kind = kind if kind in ("counter", "histogram") else "gauge"
-            family = self.families[name] = Family(kind, str(record.get("unit", "")), labels)
+            kind = record.kind if record.kind in ("counter", "histogram") else "gauge"
+            family = self.families[name] = Family(kind, str(record.unit), labels)
         elif not family.labels:  # declared by the config: its labels are the first report's
             family.labels = labels
-        if family.labels == labels:
-            family.observe(tuple(v for _, v in dims), float(value))
+        return (family, tuple(v for _, v in full)) if family.labels == labels else None
 
     def _system(self) -> None:
         """Host gauges, measured now (TorchServe samples them once a minute)."""

@@ -19,7 +19,7 @@ from ts_notebook.backend.config import Config
 from ts_notebook.backend.dispatcher import Dispatcher
 from ts_notebook.backend.events import EventLog
 from ts_notebook.backend.generations import read_generation
-from ts_notebook.backend.httpkit import Keys, api_errors, status_counter, token_check
+from ts_notebook.backend.httpkit import Keys, gate
 from ts_notebook.backend.info import INFO_FILE, BackendInfo
 from ts_notebook.backend.ipc import private_folder
 from ts_notebook.backend.lifeline import Lifeline
@@ -28,6 +28,7 @@ from ts_notebook.backend.pool import WorkerLoadError, WorkerPool, Zygote
 from ts_notebook.backend.registry import ModelVersion, Registry
 from ts_notebook.backend.replay import RequestRing
 from ts_notebook.doctor import doctor_lines
+from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.records import LogLine, Swap, WorkerChange
 
 
@@ -77,8 +78,8 @@ class Backend:
     def on_log(self, line: LogLine) -> None:
         self.events.add(line)
 
-    def on_metric(self, model: str, version: str, record: dict[str, Any]) -> None:
-        self.metrics.handler_metric(model, record)
+    def on_metric(self, model: str, version: str, record: MetricRecord) -> None:
+        self.metrics.handler_metric(record)
 
     def _refused(self, where: str) -> None:
         message = f"refused a connection to {where} that did not prove it is one of this backend's own processes"
@@ -195,9 +196,8 @@ class Backend:
         return all(results)
 
     async def _serve(self, name: str, address: str, routes: list[web.RouteDef], key: str | None) -> None:
-        middlewares: list[Any] = [api_errors(), token_check(key, open_paths=("/api-description",))]
-        if name != "metrics_address":
-            middlewares.insert(0, status_counter(self.metrics.http_status))
+        count = None if name == "metrics_address" else self.metrics.http_status
+        middlewares: list[Any] = [gate(key, ("/api-description",), count)]
         app = web.Application(middlewares=middlewares, client_max_size=self.config.max_request_size)
         app.add_routes(routes)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.config.ts_notebook_header_timeout)

@@ -44,6 +44,7 @@ from ts_notebook.backend.messages import (
     WorkerSpec,
 )
 from ts_notebook.handler.answers import encode_output
+from ts_notebook.handler.metrics_api import MetricRecord
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -310,9 +311,10 @@ def _predict(worker: Worker, served: Served, message: Predict) -> Result:
     handle_seconds = time.perf_counter() - start
     if error is None and hasattr(context.metrics, "add_time"):  # TorchServe's service wrapper times handle
         context.metrics.add_time("PredictionTime", round(handle_seconds * 1000, 2))
-    metrics = getattr(context.metrics, "records", [])
-    records = [vars(m).copy() for m in metrics]
-    metrics.clear()
+    reported = getattr(context.metrics, "records", None)
+    records: list[MetricRecord] = list(reported) if reported else []
+    if reported:
+        reported.clear()
     return Result(message.batch_id, responses, error, records, dict(served.stages), handle_seconds)
 
 

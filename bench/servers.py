@@ -87,7 +87,13 @@ class OurServer:
 
     kind = "ours"
 
-    def __init__(self, config: dict[str, str], models: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, str],
+        models: list[str] | None = None,
+        runner: list[str] | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="tsb-ours-"))
         self.store, self.run_dir, self.tmp = self.root / "store", self.root / "run", self.root / "tmp"
         for folder in (self.store, self.tmp):
@@ -96,6 +102,10 @@ class OurServer:
         self.config_path = self.root / "config.properties"
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         self.models = models or []
+        # What runs the backend in place of ``-m ts_notebook.backend`` (request_path.py's profiler), and a
+        # command the interpreter runs under (request_path.py's valgrind).
+        self.runner = runner or ["-m", "ts_notebook.backend"]
+        self.wrapper = wrapper or []
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self.inference_url = self.management_url = ""
@@ -104,14 +114,16 @@ class OurServer:
     def start(self) -> OurServer:
         """Launch the backend and return once it serves (``launcher.spawn``: its record names its pid)."""
         cmd = [
-            sys.executable, "-m", "ts_notebook.backend",
+            *self.wrapper, sys.executable, *self.runner,
             "--model-store", str(self.store), "--ts-config", str(self.config_path), "--run-dir", str(self.run_dir),
             "--disable-token-auth", "--enable-model-api",
         ]  # fmt: skip
         if self.models:
             cmd += ["--models", *self.models]
         log = self.root / "backend.log"
-        outcome = launcher.spawn(cmd, self.run_dir, timeout=120.0, env=_env_common(self.tmp), log_path=log)
+        outcome = launcher.spawn(
+            cmd, self.run_dir, timeout=600.0 if self.wrapper else 120.0, env=_env_common(self.tmp), log_path=log
+        )
         if isinstance(outcome, (launcher.Failed, launcher.TimedOut)):
             why = outcome.reason if isinstance(outcome, launcher.Failed) else f"not serving after {outcome.seconds} s"
             tail = self.log_tail()

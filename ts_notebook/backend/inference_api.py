@@ -118,10 +118,10 @@ def _health(backend: Backend) -> web.Response:
     return json_response({"status": "Unhealthy"}, 500)
 
 
-def _shape(request: web.Request, body: bytes, explain: bool, url_path: str | None) -> Request:
+def _shape(request: web.Request, request_id: str, body: bytes, explain: bool, url_path: str | None) -> Request:
     """The request as TorchServe's frontend hands it to a worker: its data row and its headers."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers}
-    shaped = make_request(body, None, headers)
+    shaped = make_request(body, None, headers, request_id)
     shaped.headers["explain"] = "True" if explain else "False"
     if url_path is None:
         shaped.headers.pop("url_path", None)
@@ -132,10 +132,10 @@ def _shape(request: web.Request, body: bytes, explain: bool, url_path: str | Non
     return shaped
 
 
-def _shape_legacy(request: web.Request, body: bytes) -> Request:
+def _shape_legacy(request: web.Request, request_id: str, body: bytes) -> Request:
     """TorchServe's legacy routes (``/{model}/predict``, ``/invocations``): the query's parameters come
     first in the row, as bytes fields, and the frontend adds no ``explain`` or ``url_path`` header."""
-    shaped = _shape(request, body, False, None)
+    shaped = _shape(request, request_id, body, False, None)
     shaped.headers.pop("explain", None)
     fields = {k: decode_value(v.encode("utf-8"), "") for k, v in request.query.items()}
     headers = {**{k: {"content-type": ""} for k in fields}, **shaped.headers}
@@ -158,7 +158,9 @@ async def predict(
     dispatcher = backend.dispatcher(mv)
     if not dispatcher.accepting():
         raise no_worker(name)  # a model whose workers are still starting queues, as in TorchServe
-    shaped = _shape_legacy(request, body) if legacy else _shape(request, body, explain, url_path)
+    shaped = (
+        _shape_legacy(request, request_id, body) if legacy else _shape(request, request_id, body, explain, url_path)
+    )
     try:
         job = dispatcher.submit(request_id, shaped.row, shaped.headers)
     except (asyncio.QueueFull, SequenceRefused):

@@ -48,12 +48,17 @@ def decode_value(raw: bytes, content_type: str | None) -> Any:
     return bytearray(raw)
 
 
-def make_request(body: bytes | str, content_type: str | None = None, headers: dict[str, str] | None = None) -> Request:
+def make_request(
+    body: bytes | str,
+    content_type: str | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+) -> Request:
     """Shape one POST to ``/predictions/{model}`` into the handler's row and headers.
 
     ``headers`` keep their case: TorchServe's header lookups are case-sensitive. The frontend's own
     ``explain`` and ``url_path`` entries and one ``{"content-type": ...}`` entry per parameter are
-    added as TorchServe adds them.
+    added as TorchServe adds them. ``request_id`` is the served request's (a new one when None).
     """
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     user = dict(headers or {})
@@ -74,7 +79,7 @@ def make_request(body: bytes | str, content_type: str | None = None, headers: di
     header_view.setdefault("Content-Length", str(len(raw)))
     header_view["explain"] = "False"
     header_view["url_path"] = ""
-    return Request(row, header_view)
+    return Request(row, header_view) if request_id is None else Request(row, header_view, request_id)
 
 
 def _multipart_fields(raw: bytes, content_type: str) -> dict[str, tuple[bytes, str]]:

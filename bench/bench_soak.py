@@ -110,7 +110,7 @@ def _worker_pids(server: OurServer) -> list[int]:
     from ts_notebook.client import Client
 
     views = Client(server.inference_url, server.management_url).workers()
-    return [w["pid"] for v in views if v["modelName"] == "tiny" for w in v["workers"]]
+    return [w.pid for v in views if v.model == "tiny" for w in v.workers]
 
 
 def main() -> int:

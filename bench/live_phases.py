@@ -118,7 +118,7 @@ def our_dev_loop(which: str, mar: Path, edits: int, deep_every: int = 0) -> dict
             t_swapped = time.perf_counter()
             t_answer, stale = _first_marked(url, BODIES[which], mark)
             runs.append({"edit_to_answer_s": round(t_answer - t0, 4), "cell_s": round(t_swapped - t0, 4),
-                         "mode": live.report["mode"], "deep": deep, "stale_answers": stale})  # fmt: skip
+                         "mode": live.report.mode, "deep": deep, "stale_answers": stale})  # fmt: skip
     finally:
         ip.run_line_magic("unload_ext", "ts_notebook")
         os.chdir(home)
@@ -194,7 +194,7 @@ def reload_under_load(mar: Path, reloads: int, workers: int, steady_s: float) ->
                 t0 = time.perf_counter()
                 code = handler_code("tiny", f"r{i}", init=str(i // 2))  # initialize changes every other time
                 report = client.reload_handler("tiny", code, "tiny_handler.py")
-                out["reloads"].append({"mode": report["mode"], "seconds": round(time.perf_counter() - t0, 4)})
+                out["reloads"].append({"mode": report.mode, "seconds": round(time.perf_counter() - t0, 4)})
             t_done = time.perf_counter()
             time.sleep(steady_s)
         samples = clients.samples

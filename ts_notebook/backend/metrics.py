@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -132,6 +132,10 @@ def declared_model_metrics(path: Path | None) -> dict[str, tuple[str, str]]:
     return declared
 
 
+_HOST_KEY = ("Host", HOST)
+_UNSEEN = object()  # a (name, dimensions) not routed yet (None is a route: not exposed)
+
+
 class Metrics:
     """Every family's values, updated as requests finish and workers report."""
 
@@ -142,22 +146,30 @@ class Metrics:
         self.auto_detect = auto_detect
         self.families: dict[str, Family] = {n: Family(k, u, labels) for k, n, u, labels in FRONTEND}
         self.declared = declared_model_metrics(config)
-        self._routes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Family, tuple[str, ...]] | None] = {}
+        # The families every request updates, looked up once (request_done runs on every request).
+        self._per_request = tuple(
+            self.families[name]
+            for name in (
+                "ts_inference_requests_total",
+                "ts_inference_latency_microseconds",
+                "ts_queue_latency_microseconds",
+                "QueueTime",
+                "WorkerThreadTime",
+            )
+        )
+        self._routes: dict[tuple[object, ...], object] = {}  # (name, dimensions) -> _route's answer
         for name, (kind, unit) in self.declared.items():  # HELP shows a declared unit as written
             self.families.setdefault(name, Family(kind, unit, ()))
 
     def request_done(self, model: str, version_label: str, latency_s: float, queue_s: float, thread_s: float) -> None:
         """One answered prediction (its status is counted with every other answer, by the HTTP layer)."""
         key = (model, version_label, HOST)
-        self.worker_thread(thread_s)
-        self._add("ts_inference_requests_total", key, 1)
-        self._add("ts_inference_latency_microseconds", key, latency_s * 1e6)
-        self._add("ts_queue_latency_microseconds", key, queue_s * 1e6)
-        self._add("QueueTime", ("Host", HOST), float(int(queue_s * 1000)))
-
-    def worker_thread(self, seconds: float) -> None:
-        """The front end's time for one batch beside the handler's (TorchServe's WorkerThreadTime)."""
-        self._add("WorkerThreadTime", ("Host", HOST), float(int(seconds * 1000)))
+        requests, latency, queue, queue_ms, thread_ms = self._per_request
+        requests.observe(key, 1)
+        latency.observe(key, latency_s * 1e6)
+        queue.observe(key, queue_s * 1e6)
+        queue_ms.observe(_HOST_KEY, float(int(queue_s * 1000)))
+        thread_ms.observe(_HOST_KEY, float(int(thread_s * 1000)))  # the front end's time beside the handler's
 
     def worker_loaded(self, worker_name: str, load_ms: float) -> None:
         self._add("WorkerLoadTime", (worker_name, "Host", HOST), float(int(load_ms)))
@@ -177,16 +189,21 @@ class Metrics:
         value: object = record.value  # a handler may have reported anything: only numbers are samples
         if not isinstance(value, (int, float)):
             return
-        dims = tuple((str(n), str(v)) for n, v in record.dimensions)
-        route = self._routes.get((record.name, dims))
-        if route is None:
-            route = self._routes[(record.name, dims)] = self._route(record, dims)
+        try:
+            seen = (record.name, tuple(record.dimensions))
+            route = self._routes.get(seen, _UNSEEN)
+        except TypeError:  # an unhashable dimension: route by its text
+            seen = (str(record.name), tuple((str(n), str(v)) for n, v in record.dimensions))
+            route = self._routes.get(seen, _UNSEEN)
+        if route is _UNSEEN:
+            route = self._routes[seen] = self._route(record)
         if route is not None:
-            family, key = route
+            family, key = cast("tuple[Family, tuple[str, ...]]", route)
             family.observe(key, float(value))
 
-    def _route(self, record: MetricRecord, dims: tuple[tuple[str, str], ...]) -> tuple[Family, tuple[str, ...]] | None:
+    def _route(self, record: MetricRecord) -> tuple[Family, tuple[str, ...]] | None:
         """The family and label values a handler metric lands in, or None when it is not exposed."""
+        dims = tuple((str(n), str(v)) for n, v in record.dimensions)
         name = str(record.name)
         if not name or name in _FRONTEND_NAMES:
             return None

@@ -22,7 +22,8 @@ from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
 from ts_notebook.backend.registry import ModelVersion
 from ts_notebook.errors import TsNotebookError
-from ts_notebook.records import JsonObject, Swap, VersionWorkers, WorkerView
+from ts_notebook.jsontypes import JsonObject
+from ts_notebook.records import Swap, VersionWorkers, WorkerView
 from ts_notebook.records_json import page_to_json, timings_to_json, to_json, workers_to_json
 
 if TYPE_CHECKING:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ts_notebook.jsontypes import JsonObject
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
@@ -17,7 +19,7 @@ __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 _TRACE = "ts_notebook.handler.trace.Trace"
 
 
-def _trace_widget(trace: Any) -> dict[str, Any]:
+def _trace_widget(trace: Any) -> JsonObject:
     """A Trace shown as its widget; nothing extra (its text and HTML still show) without ipywidgets."""
     try:
         from ts_notebook.widgets.trace import trace_widget_bundle

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from ts_notebook.errors import BackendError
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import EventPage, ModelTimings, ServedRequest, Swap, VersionWorkers
 from ts_notebook.records_json import (
     decode_as,
@@ -20,11 +22,14 @@ from ts_notebook.records_json import (
     workers_from_json,
 )
 
+# A URL query: None values are left out, booleans spelled as TorchServe reads them ("true"/"false").
+Query = Mapping[str, str | int | float | bool | None]
+
 
 class ServerError(BackendError):
     """The server answered with an error status; ``status`` and TorchServe's ``type`` are kept."""
 
-    def __init__(self, message: str, status: int, kind: str = "", detail: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, status: int, kind: str = "", detail: JsonObject | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
@@ -106,7 +111,7 @@ class Client:
         key: str | None,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
-        query: dict[str, Any] | None = None,
+        query: Query | None = None,
         check: bool = True,
     ) -> Response:
         q = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None}
@@ -164,13 +169,13 @@ class Client:
     def _mgmt(self, method: str, path: str, **kw: Any) -> Any:
         return self._call(method, self.management_address, path, key=self.management_key, **kw).value
 
-    def list_models(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = self._mgmt("GET", "/models", query={"limit": 1000})["models"]
+    def list_models(self) -> list[JsonObject]:
+        models: list[JsonObject] = self._mgmt("GET", "/models", query={"limit": 1000})["models"]
         return models
 
-    def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+    def describe(self, model: str, version: str | None = None) -> list[JsonObject]:
         suffix = f"/{urllib.parse.quote(version)}" if version else ""
-        described: list[dict[str, Any]] = self._mgmt("GET", f"/models/{urllib.parse.quote(model)}{suffix}")
+        described: list[JsonObject] = self._mgmt("GET", f"/models/{urllib.parse.quote(model)}{suffix}")
         return described
 
     def register(
@@ -228,7 +233,7 @@ class Client:
         self, since: int = 0, *, model: str | None = None, kind: str | None = None, limit: int = 500
     ) -> EventPage:
         """The backend's events after ``since``, as typed records (ts_notebook's backend only)."""
-        query = {"since": since, "model": model, "kind": kind, "limit": limit}
+        query: Query = {"since": since, "model": model, "kind": kind, "limit": limit}
         return page_from_json(self._mgmt("GET", "/ts_notebook/events", query=query))
 
     def workers(self) -> list[VersionWorkers]:
@@ -249,12 +254,12 @@ class Client:
     def reload_handler(self, model: str, source: str, filename: str, *, version: str | None = None) -> Swap:
         """Serve the model's current files with ``source`` as its handler file ``filename``."""
         path = f"/ts_notebook/models/{urllib.parse.quote(model)}/handler"
-        query = {"filename": filename, "version": version}
+        query: Query = {"filename": filename, "version": version}
         return decode_as(self._mgmt("POST", path, body=source.encode("utf-8"), query=query), Swap)
 
     def requests(self, model: str | None = None, *, failed: bool = False, limit: int = 50) -> list[ServedRequest]:
         """Recent served requests (newest last, summaries: previews, no row), or only the failed ones."""
-        query = {"model": model, "failed": failed, "limit": limit}
+        query: Query = {"model": model, "failed": failed, "limit": limit}
         return requests_from_json(self._mgmt("GET", "/ts_notebook/requests", query=query))
 
     def request(self, request_id: str) -> ServedRequest:
@@ -271,7 +276,7 @@ class Client:
         return self._call("GET", self.metrics_address, "/metrics", key=None).body.decode("utf-8")
 
 
-def describe_all(client: Client) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def describe_all(client: Client) -> tuple[list[JsonObject], list[JsonObject]]:
     """Every registered model (``GET /models``) and every version's description, in one place."""
     listed = client.list_models()
     return listed, [v for m in listed for v in client.describe(m["modelName"], "all")]

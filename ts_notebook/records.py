@@ -27,8 +27,6 @@ PREVIEW = 2000  # characters of a row's repr or an answer's text that a view sho
 HEADERS_PREVIEW = 500
 STAGE_ORDER = ("queue", "transport", "preprocess", "inference", "postprocess", "handle", "latency")
 
-JsonObject = dict[str, object]  # what json.loads gives for an object, before it is checked
-
 
 class RecordError(BackendError):
     """A ``/ts_notebook/`` answer that is not a record of this version's schema."""

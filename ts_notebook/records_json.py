@@ -13,13 +13,13 @@ from dataclasses import fields
 from typing import cast
 
 from ts_notebook import rows
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import (
     SCHEMA,
     E,
     Event,
     EventPage,
     Failure,
-    JsonObject,
     LogLine,
     ModelTimings,
     RecordError,

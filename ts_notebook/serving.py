@@ -8,10 +8,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ts_notebook.backend.info import BackendInfo
 from ts_notebook.client import Client, describe_all
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import LogLine, ModelTimings, ServedRequest, VersionWorkers, WorkerChange
 
 _STATUS_KEYS = ("modelName", "modelVersion", "batchSize", "maxBatchDelay", "responseTimeout", "workers")
@@ -26,7 +26,7 @@ class ServeStatus:
     management_address: str
     metrics_address: str
     pid: int
-    models: list[dict[str, Any]] = field(default_factory=list)
+    models: list[JsonObject] = field(default_factory=list)
     note: str = ""
     key_file: str | None = None
     inference_key: str | None = None

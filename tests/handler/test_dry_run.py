@@ -11,6 +11,7 @@ import pytest
 from tests.assets import build_tiny
 from ts_notebook.archive import extract_archive
 from ts_notebook.handler import Trace, dry_run, make_request
+from ts_notebook.handler.trace import ResponseSettings
 
 REQ = make_request(b'{"input": [1, 2, 3, 4]}', "application/json")
 
@@ -257,7 +258,7 @@ def test_context_surface_and_response_settings(tmp_path: Path) -> None:
     )
     assert trace.ok, trace.failure
     assert trace.result == [trace.request_ids[0]]
-    assert trace.responses == [{"status": 201, "phrase": "Created", "headers": {"content-type": "text/plain"}}]
+    assert trace.responses == [ResponseSettings(201, "Created", {"content-type": "text/plain"})]
     assert [m.name for m in trace.metrics] == ["Seen"]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ts_notebook.errors import ArchiveError
+from ts_notebook.jsontypes import JsonObject
 
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")
 # Handler names TorchServe 0.12 resolves to ts.torch_handler.<name>; the archiver copies nothing for them.
@@ -216,7 +217,7 @@ def _top_level(tree: ast.Module) -> list[ast.stmt]:
     return out
 
 
-def check_config_file(file: Path) -> dict[str, Any]:
+def check_config_file(file: Path) -> JsonObject:
     """Load a ``model-config.yaml`` safely and check its keys against what TorchServe knows.
 
     Unknown scalar keys are refused with the closest known key (``maxBatchDelays`` ->

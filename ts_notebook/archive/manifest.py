@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ts_notebook.errors import ArchiveError
+from ts_notebook.jsontypes import JsonObject
 
 MANIFEST_PATH = "MAR-INF/MANIFEST.json"
 ARCHIVER_VERSION = "0.12.0"
@@ -59,8 +60,8 @@ class Manifest:
     created_on: str | None = None
     archiver_version: str | None = ARCHIVER_VERSION
     source: str = "current"
-    legacy: dict[str, Any] = field(default_factory=dict)
-    extra_model_keys: dict[str, Any] = field(default_factory=dict)
+    legacy: JsonObject = field(default_factory=dict)
+    extra_model_keys: JsonObject = field(default_factory=dict)
 
     @classmethod
     def new(
@@ -89,9 +90,9 @@ class Manifest:
             created_on=(now or datetime.now()).strftime(CREATED_ON_FORMAT),
         )
 
-    def model_dict(self) -> dict[str, Any]:
+    def model_dict(self) -> JsonObject:
         """The ``model`` object in torch-model-archiver's key order, optional keys omitted."""
-        out: dict[str, Any] = {}
+        out: JsonObject = {}
         for key, attr in _MODEL_KEYS.items():
             value = getattr(self, attr)
             if key in ("modelName", "handler") or value:
@@ -99,9 +100,9 @@ class Manifest:
         out.update(self.extra_model_keys)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The whole manifest as a dict in the reference key order."""
-        out: dict[str, Any] = {}
+        out: JsonObject = {}
         if self.created_on is not None:
             out["createdOn"] = self.created_on
         out.update({k: v for k, v in self.legacy.items() if k != "engine"})
@@ -143,7 +144,7 @@ def parse_manifest(text: str | bytes, where: str) -> Manifest:
             f'{where}: MAR-INF/MANIFEST.json has no "model" object, so no server can tell which '
             "handler to run. Rebuild the archive with %mar_build or torch-model-archiver."
         )
-    model: dict[str, Any] = data["model"]
+    model: JsonObject = data["model"]
     name = model.get("modelName")
     if not isinstance(name, str) or not name:
         raise ArchiveError(f'{where}: MAR-INF/MANIFEST.json has no "model.modelName". Rebuild the archive.')

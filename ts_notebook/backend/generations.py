@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.backend.messages import Generation
+from ts_notebook.jsontypes import JsonObject
 
 _CHUNK = 1 << 20
 # (device, inode, size, mtime) -> sha256: files shared by hard links across generations hash once.
@@ -58,10 +58,10 @@ def read_generation(model_dir: Path, gen_id: str | None = None) -> Generation:
     archive's content, so the files are not read and hashed a second time.
     """
     manifest_file = model_dir / MANIFEST_PATH
-    manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    manifest: JsonObject = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     model = manifest.setdefault("model", {})
     config_name = model.get("configFile")
-    yaml_config: dict[str, Any] = {}
+    yaml_config: JsonObject = {}
     if config_name and (model_dir / config_name).is_file():
         yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
     if gen_id is None:
@@ -88,7 +88,7 @@ def only_handler_changed(old: Generation, new: Generation) -> bool:
     return rest_old == rest_new and _without_handler(old.manifest) == _without_handler(new.manifest)
 
 
-def _without_handler(manifest: dict[str, Any]) -> dict[str, Any]:
+def _without_handler(manifest: JsonObject) -> JsonObject:
     model = {k: v for k, v in manifest.get("model", {}).items() if k != "handler"}
     return {**{k: v for k, v in manifest.items() if k not in ("model", "createdOn")}, "model": model}
 

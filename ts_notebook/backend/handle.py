@@ -8,11 +8,13 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ts_notebook.backend.jobs import release
 from ts_notebook.backend.messages import Generation, Loaded, LoadFailure, Result, Swapped, WorkerStatus
 from ts_notebook.errors import BackendError
+from ts_notebook.jsontypes import JsonObject
+from ts_notebook.records import WorkerView
 
 if TYPE_CHECKING:
     from ts_notebook.backend.jobs import Job
@@ -79,8 +81,8 @@ class WorkerHandle:
     pending: dict[int, asyncio.Future[Result]] = field(default_factory=dict)
     inflight: dict[str, Job] = field(default_factory=dict)  # the running batch's jobs, by request id
     holding: int = 0  # jobs taken for the batch being formed or run
-    system_properties: dict[str, Any] | None = None
-    manifest: dict[str, Any] | None = None
+    system_properties: JsonObject | None = None
+    manifest: JsonObject | None = None
     loop_task: asyncio.Task[None] | None = None
     exit_code: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,7 +94,7 @@ class WorkerHandle:
         self.drain.set()
         release(self.waiting)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """The worker as TorchServe's describe API shows it."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.started_at))
         millis = int((self.started_at % 1) * 1000)
@@ -106,19 +108,19 @@ class WorkerHandle:
             "gpuUsage": "N/A",
         }
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> WorkerView:
         """The notebook's view: what the worker really received and which code it runs."""
-        return {
-            "id": self.worker_id,
-            "pid": self.pid,
-            "status": self.status.value,
-            "generation": self.generation.gen_id,
-            "gpu_id": self.gpu_id,
-            "threads": self.threads,
-            "holding": self.holding,
-            "system_properties": self.system_properties,
-            "manifest": self.manifest,
-        }
+        return WorkerView(
+            self.worker_id,
+            self.pid,
+            self.status.value,
+            self.generation.gen_id,
+            self.gpu_id,
+            self.threads,
+            self.holding,
+            self.system_properties or {},
+            self.manifest or {},
+        )
 
     def kill(self) -> None:
         if self.pid > 0:

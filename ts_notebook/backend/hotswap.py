@@ -23,6 +23,8 @@ from ts_notebook.backend.messages import Generation
 
 _STATE_METHODS = ("__init__", "initialize")
 _CONSTANTS = (str, bytes, int, float, complex, bool, type(None), tuple, frozenset)
+# what a state method may read from its module and a swap compares, old against new
+Constant = str | bytes | int | float | complex | bool | None | tuple[object, ...] | frozenset[object]
 _TIMED = ("preprocess", "inference", "postprocess")
 
 
@@ -38,7 +40,7 @@ def _method_code(cls: type, name: str) -> Any:
     return _code_key(code) if code is not None else fn  # a C slot (object.__init__) compares as itself
 
 
-def _constants_read(cls: type, module: ModuleType) -> dict[str, Any]:
+def _constants_read(cls: type, module: ModuleType) -> dict[str, Constant]:
     names: set[str] = set()
     for name in _STATE_METHODS:
         code = getattr(getattr(cls, name, None), "__code__", None)

@@ -12,9 +12,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ts_notebook.errors import BackendError
+from ts_notebook.jsontypes import JsonObject
 
 if TYPE_CHECKING:  # the backend process writes records but never opens a client
     from ts_notebook.client import Client
@@ -47,7 +48,7 @@ class BackendInfo:
 
     def to_json(self) -> str:
         """The record as ``backend.json`` holds it."""
-        data: dict[str, Any] = {
+        data = {
             "pid": self.pid,
             "run_dir": str(self.run_dir),
             "inference_address": self.inference_address,
@@ -125,7 +126,7 @@ class BackendInfo:
 
     def keys(self) -> dict[str, str | None]:
         """The inference and management tokens (None each when token authorization is off)."""
-        data: dict[str, Any] = {}
+        data: JsonObject = {}
         if self.key_file is not None and self.key_file.is_file():
             data = json.loads(self.key_file.read_text())
         return {

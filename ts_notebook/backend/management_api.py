@@ -15,6 +15,7 @@ from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response
 from ts_notebook.backend.notebook_api import NotebookApi
 from ts_notebook.backend.registry import ModelVersion
+from ts_notebook.jsontypes import JsonObject
 
 if TYPE_CHECKING:
     from ts_notebook.backend.server import Backend
@@ -73,7 +74,7 @@ class ManagementApi:
         limit = 100 if limit is None or not 0 <= limit <= 100 else limit  # TorchServe's bounds
         start = max(0, _int(request, "next_page_token") or 0)
         page = names[start : start + limit]
-        body: dict[str, Any] = {}
+        body: JsonObject = {}
         if start + limit <= len(names):  # TorchServe offers a next page even when it will be empty
             body["nextPageToken"] = str(start + limit)
         body["models"] = [{"modelName": n, "modelUrl": self.registry.get(n).url} for n in page]

@@ -17,12 +17,13 @@ from ts_notebook.archive.extract import extract_cached
 from ts_notebook.backend.api_error import ApiError
 from ts_notebook.backend.dispatcher import SwapReport
 from ts_notebook.backend.generations import discard, only_handler_changed, read_generation, with_handler
-from ts_notebook.backend.handle import WorkerHandle, WorkerLoadError
+from ts_notebook.backend.handle import WorkerLoadError
 from ts_notebook.backend.httpkit import NOT_ALLOWED, json_response, read_body
 from ts_notebook.backend.messages import Generation
 from ts_notebook.backend.registry import ModelVersion
 from ts_notebook.errors import TsNotebookError
-from ts_notebook.records import JsonObject, Swap, VersionWorkers, WorkerView
+from ts_notebook.jsontypes import JsonObject
+from ts_notebook.records import Swap, VersionWorkers
 from ts_notebook.records_json import page_to_json, timings_to_json, to_json, workers_to_json
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class NotebookApi:
         versions = []
         for mv in self.backend.registry.all_versions():
             dispatcher = self.backend.dispatcher(mv)
-            views = tuple(_worker_view(w) for w in dispatcher.workers.values())
+            views = tuple(w.view() for w in dispatcher.workers.values())
             failure = self.backend.load_failures.get((mv.name, mv.version))
             versions.append(VersionWorkers(mv.name, mv.version, dispatcher.generation.gen_id, views, failure))
         return json_response(workers_to_json(versions))
@@ -171,10 +172,3 @@ def _report_body(mv: ModelVersion, report: SwapReport) -> JsonObject:
     swap = Swap(time.time(), mv.name, mv.version, report.gen_id, report.previous, report.mode, report.workers,
                 round(report.seconds, 4), report.note)  # fmt: skip
     return to_json(swap)
-
-
-def _worker_view(w: WorkerHandle) -> WorkerView:
-    return WorkerView(
-        w.worker_id, w.pid, w.status.value, w.generation.gen_id, w.gpu_id, w.threads, w.holding,
-        w.system_properties or {}, w.manifest or {},
-    )  # fmt: skip

@@ -16,6 +16,7 @@ from ts_notebook.archive.extract import extract_cached, model_root
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.backend.api_error import ApiError, not_found, version_not_found
 from ts_notebook.errors import TsNotebookError
+from ts_notebook.jsontypes import JsonObject
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Settings:
         return given if given is not None else int(self.sequence_batching)
 
     @classmethod
-    def from_yaml(cls, data: dict[str, Any], default_response_timeout: int, job_queue_size: int) -> Settings:
+    def from_yaml(cls, data: JsonObject, default_response_timeout: int, job_queue_size: int) -> Settings:
         s = cls(response_timeout=default_response_timeout, job_queue_size=job_queue_size)
         for key, attr in (
             ("minWorkers", "min_workers"),
@@ -84,13 +85,13 @@ class ModelVersion:
     version: str
     url: str
     model_dir: Path
-    manifest: dict[str, Any]
-    yaml_config: dict[str, Any]
+    manifest: JsonObject
+    yaml_config: JsonObject
     settings: Settings
     loaded_at_startup: bool = False
     removed: bool = False
 
-    def describe(self, serving: dict[str, Any]) -> dict[str, Any]:
+    def describe(self, serving: dict[str, Any]) -> JsonObject:
         """TorchServe's describe entry, with the workers and queue from the dispatcher's snapshot."""
         s = self.settings
         return {
@@ -188,7 +189,7 @@ class Registry:
             raise ApiError(400, "ModelException", str(exc)) from exc
         model_dir = model_root(model_dir)
         manifest_file = model_dir / MANIFEST_PATH
-        manifest: dict[str, Any] = {}
+        manifest: JsonObject = {}
         if manifest_file.is_file():
             try:
                 manifest = json.loads(manifest_file.read_text())
@@ -202,7 +203,7 @@ class Registry:
             raise ApiError(400, "InvalidModelException", "Model name is not defined.")
         version = str(model.get("modelVersion") or "1.0")
         config_name = model.get("configFile")
-        yaml_config: dict[str, Any] = {}
+        yaml_config: JsonObject = {}
         if config_name and (model_dir / config_name).is_file():
             yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
         settings = Settings.from_yaml(yaml_config, default_response_timeout, job_queue_size)

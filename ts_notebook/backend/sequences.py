@@ -19,7 +19,9 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ts_notebook.jsontypes import JsonObject
 
 if TYPE_CHECKING:
     from ts_notebook.backend.jobs import Job
@@ -44,7 +46,7 @@ class Sequence:
     ending: bool = False  # its last request has arrived: close it once that is taken
 
 
-def _header(headers: dict[str, Any], name: str) -> str | None:
+def _header(headers: JsonObject, name: str) -> str | None:
     value = headers.get(name)
     if isinstance(value, dict):  # our wire headers may carry per-field metadata
         return None

@@ -29,6 +29,7 @@ from ts_notebook.backend.registry import ModelVersion, Registry
 from ts_notebook.backend.replay import RequestRing
 from ts_notebook.doctor import doctor_lines
 from ts_notebook.handler.metrics_api import MetricRecord
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import LogLine, Swap, WorkerChange
 
 
@@ -90,7 +91,7 @@ class Backend:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def openapi(self, which: str) -> dict[str, Any]:
+    def openapi(self, which: str) -> JsonObject:
         paths = {
             "inference": [
                 "/",

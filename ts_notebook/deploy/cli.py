@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ts_notebook.deploy.export import TARGETS, export
 from ts_notebook.deploy.report import ExportReport
@@ -37,7 +37,15 @@ def export_parser(
     return p
 
 
-def options(args: Any) -> dict[str, Any]:
+class TargetOptions(TypedDict):
+    """``export``'s per-target keyword arguments, so ``**options(args)`` is checked against them."""
+
+    torchserve: TorchServeOptions
+    kserve: KServeOptions
+    ray: RayOptions
+
+
+def options(args: Any) -> TargetOptions:
     """The per-target options from parsed arguments."""
     host = args.host or "0.0.0.0"
     port = args.port

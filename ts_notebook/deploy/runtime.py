@@ -30,6 +30,7 @@ from ts_notebook.archive.extract import extract_archive, model_root
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.handler.answers import encode_output
 from ts_notebook.handler.payload import Request, make_request
+from ts_notebook.jsontypes import JsonObject
 
 log = logging.getLogger("ts_notebook.runtime")
 
@@ -90,12 +91,12 @@ class HandlerRuntime:
 
         self.model_dir = _model_dir(Path(archive), Path(work_dir) if work_dir else None)
         manifest_file = self.model_dir / MANIFEST_PATH
-        self.manifest: dict[str, Any] = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        self.manifest: JsonObject = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
         model = self.manifest.setdefault("model", {})
         self.model_name = model_name or model.get("modelName") or self.model_dir.name
         config_name = model.get("configFile")
         config_file = self.model_dir / config_name if config_name else None
-        self.config: dict[str, Any] = (
+        self.config: JsonObject = (
             yaml.safe_load(config_file.read_text()) or {} if config_file and config_file.is_file() else {}
         )
         compat.install()  # the `ts` names, unless the real torchserve is importable

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ts_notebook.archive.read import open_archive, read_member
 from ts_notebook.errors import TsNotebookError
+from ts_notebook.jsontypes import JsonObject
 
 # TorchServe 0.12's defaults for a registered model (what it uses when neither the archive nor the
 # registration says otherwise).
@@ -69,7 +69,7 @@ def from_archive(path: str | os.PathLike[str], name: str | None = None) -> Model
         raise ExportError(f"{archive}: no such archive. Build one with %mar_build (or pass a served model's name).")
     info = open_archive(archive)
     manifest = info.manifest
-    config: dict[str, Any] = {}
+    config: JsonObject = {}
     if manifest.config_file:
         raw = read_member(info, manifest.config_file)
         loaded = yaml.safe_load(raw) if raw else None
@@ -92,7 +92,7 @@ def from_archive(path: str | os.PathLike[str], name: str | None = None) -> Model
     )
 
 
-def from_description(description: dict[str, Any], archive: str | os.PathLike[str]) -> ModelSource:
+def from_description(description: JsonObject, archive: str | os.PathLike[str]) -> ModelSource:
     """Settings of a served model, from the management API's describe of one version.
 
     ``deviceType`` gpu, or a worker on a GPU, makes it a GPU model.
@@ -115,7 +115,7 @@ def from_description(description: dict[str, Any], archive: str | os.PathLike[str
     )
 
 
-def archive_of(description: dict[str, Any], model_store: str | None) -> Path:
+def archive_of(description: JsonObject, model_store: str | None) -> Path:
     """Where a served version's archive is: its modelUrl, absolute or in the model store."""
     url = str(description.get("modelUrl", "")).removeprefix("file://")
     path = Path(url)

@@ -22,8 +22,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.properties import read_properties
 
 try:
@@ -295,7 +295,7 @@ class TorchServe:
 
     def register(
         self, archive: str | os.PathLike[str], model_name: str | None = None, timeout: float = 120.0
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """Register an archive (path, or name in the store) with one worker, synchronously.
 
         Returns:
@@ -324,7 +324,7 @@ class TorchServe:
             raise AssertionError(
                 f"registering {url!r} returned HTTP {status}: {body.decode(errors='replace')}\n{tails}"
             )
-        result: dict[str, Any] = json.loads(body)
+        result: JsonObject = json.loads(body)
         return result
 
     def _stage(self, archive: str | os.PathLike[str]) -> str:
@@ -340,12 +340,12 @@ class TorchServe:
         place(src, dest)  # a stale copy at dest goes: registered models were extracted to TEMP already
         return src.name
 
-    def unregister(self, name: str, version: str | None = None) -> dict[str, Any]:
+    def unregister(self, name: str, version: str | None = None) -> JsonObject:
         """Unregister a model (its default version unless `version` is given); AssertionError if not 200."""
         path = urllib.parse.quote(name) + ("" if version is None else f"/{urllib.parse.quote(version)}")
         status, body = self.request("DELETE", f"{self.management_url}/models/{path}")
         assert status == 200, f"unregistering {name!r} returned HTTP {status}: {body.decode(errors='replace')}"
-        result: dict[str, Any] = json.loads(body)
+        result: JsonObject = json.loads(body)
         return result
 
     def predict(

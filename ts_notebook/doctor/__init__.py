@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ts_notebook.doctor.classify import from_failure
-from ts_notebook.doctor.findings import CAUSES, Finding, Report
-from ts_notebook.doctor.probe import MARK
+from ts_notebook.doctor.findings import CAUSES, Finding, Place, Report
+from ts_notebook.doctor.probe import MARK, ProbeResult
 from ts_notebook.doctor.settings import (
     config_findings,
     deployment_findings,
@@ -38,13 +38,14 @@ from ts_notebook.doctor.static import (
     model_class_findings,
     path_findings,
 )
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.properties import read_properties
 
 __all__ = ["CAUSES", "Finding", "Report", "diagnose", "doctor_lines", "explain_failure", "static_findings"]
 _SLACK = 60.0  # seconds beyond the time limit for the probe's own start (importing torch)
 
 
-def _manifest(model_dir: Path) -> dict[str, Any]:
+def _manifest(model_dir: Path) -> JsonObject:
     path = model_dir / "MAR-INF" / "MANIFEST.json"
     try:
         loaded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -78,7 +79,7 @@ def static_findings(
     return found
 
 
-def _probe(model_dir: Path, limit: float) -> dict[str, Any]:
+def _probe(model_dir: Path, limit: float) -> ProbeResult:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     cmd = [sys.executable, "-m", "ts_notebook.doctor.probe", str(model_dir), str(limit)]
@@ -87,23 +88,22 @@ def _probe(model_dir: Path, limit: float) -> dict[str, Any]:
             cmd, capture_output=True, text=True, env=env, timeout=limit + _SLACK, check=False, cwd=model_dir
         )
     except subprocess.TimeoutExpired:
-        return {"outcome": "timeout", "initialize_seconds": limit}
+        return ProbeResult("timeout", initialize_seconds=limit)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
-            result: dict[str, Any] = json.loads(line[len(MARK) :])
-            return result
-    return {"outcome": "error", "type": "ProbeDied", "message": (proc.stderr or proc.stdout)[-1500:], "stage": "import"}
+            return ProbeResult.from_json(line[len(MARK) :])
+    return ProbeResult("error", "import", type="ProbeDied", message=(proc.stderr or proc.stdout)[-1500:])
 
 
 def _run_findings(model_dir: Path, limit: float, report: Report) -> None:
     manifest = _manifest(model_dir)
     handler = str((manifest.get("model") or {}).get("handler") or "")
     probe = _probe(model_dir, limit)
-    report.initialize_seconds = probe.get("initialize_seconds")
+    report.initialize_seconds = probe.initialize_seconds
     for finding in from_failure(probe, handler, archive_files(model_dir), limit):
         report.add(finding)
     source = handler_file(model_dir, manifest)
-    if probe.get("mapping_none") and source is not None and "mapping" in source.read_text(errors="replace"):
+    if probe.mapping_none and source is not None and "mapping" in source.read_text(errors="replace"):
         report.add(
             Finding(
                 4,
@@ -114,7 +114,7 @@ def _run_findings(model_dir: Path, limit: float, report: Report) -> None:
                 severity="warning",
             )
         )
-    report.checked.append(f"initialize ({probe.get('outcome')})")
+    report.checked.append(f"initialize ({probe.outcome})")
 
 
 def diagnose(
@@ -165,7 +165,7 @@ def diagnose(
     return report
 
 
-def _startup_timeout(config: dict[str, Any]) -> float:
+def _startup_timeout(config: JsonObject) -> float:
     value = config.get("startupTimeout")
     return float(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 120.0
 
@@ -179,16 +179,15 @@ def explain_failure(
     # a worker's Where reads "file, line N, in function: code"
     place = re.match(r"^(.*?), line (\d+)", where or "")
     file, line = (place[1], place[2]) if place else ("", "")
-    probe: dict[str, Any] = {
-        "outcome": "error",
-        "type": kind,
-        "message": message,
-        "traceback": traceback_text,
-        "stage": "initialize",
-        "where": [file, int(line), ""] if place else None,
-        "weights": {},
-        "missing_module": _missing_module(message),
-    }
+    probe = ProbeResult(
+        "error",
+        "initialize",
+        type=kind,
+        message=message,
+        traceback=traceback_text,
+        where=Place(file, int(line)) if place else None,
+        missing_module=_missing_module(message),
+    )
     manifest = _manifest(model_dir)
     handler = str((manifest.get("model") or {}).get("handler") or "")
     report = Report(str(model_dir))

@@ -24,6 +24,15 @@ CAUSES: dict[int, str] = {
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a finding points: a file, a line in it, and the code or value seen there."""
+
+    file: str | None = None
+    line: int | None = None
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
 class Finding:
     """One cause found: how sure (``error`` stops the load, ``warning`` may), where, and what to change."""
 
@@ -34,6 +43,11 @@ class Finding:
     file: str | None = None
     line: int | None = None
     severity: str = "error"
+
+    @classmethod
+    def at(cls, place: Place, cause: int, summary: str, fix: str, severity: str = "error") -> Finding:
+        """A finding pointing at ``place`` (its file, line and evidence)."""
+        return cls(cause, summary, fix, place.evidence, place.file, place.line, severity)
 
     @property
     def title(self) -> str:

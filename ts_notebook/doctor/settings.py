@@ -13,6 +13,7 @@ import yaml
 
 from ts_notebook.archive.checks import FRONTEND_CONFIG_KEYS, KNOWN_SECTIONS, MODEL_NAME_RE
 from ts_notebook.doctor.findings import Finding
+from ts_notebook.jsontypes import JsonObject
 
 _KIND_WORDS: dict[type, str] = {
     int: "a whole number",
@@ -23,7 +24,7 @@ _KIND_WORDS: dict[type, str] = {
 }
 
 
-def model_config(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def model_config(model_dir: Path, manifest: JsonObject) -> JsonObject:
     name = (manifest.get("model") or {}).get("configFile")
     if not name or not (model_dir / name).is_file():
         return {}
@@ -34,7 +35,7 @@ def model_config(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def config_findings(model_dir: Path, manifest: dict[str, Any], props: dict[str, str]) -> list[Finding]:
+def config_findings(model_dir: Path, manifest: JsonObject, props: dict[str, str]) -> list[Finding]:
     """Every problem of model-config.yaml, not just the first (#9)."""
     name = (manifest.get("model") or {}).get("configFile")
     if not name or not (model_dir / name).is_file():
@@ -175,7 +176,7 @@ def requirement_findings(model_dir: Path, props: dict[str, str]) -> list[Finding
     return out
 
 
-def environment_findings(config: dict[str, Any]) -> list[Finding]:
+def environment_findings(config: JsonObject) -> list[Finding]:
     """A device this machine does not have (#10)."""
     device = str(config.get("deviceType", "")).lower()
     if device != "gpu":
@@ -229,7 +230,7 @@ def deployment_findings(props: dict[str, str]) -> list[Finding]:
     return out
 
 
-def memory_findings(model_dir: Path, manifest: dict[str, Any], config: dict[str, Any], available: int) -> list[Finding]:
+def memory_findings(model_dir: Path, manifest: JsonObject, config: JsonObject, available: int) -> list[Finding]:
     """Weights times workers against the memory free now (#12)."""
     name = (manifest.get("model") or {}).get("serializedFile")
     if not name or not (model_dir / name).is_file():

@@ -9,9 +9,9 @@ import importlib.machinery
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
-from ts_notebook.doctor.findings import Finding
+from ts_notebook.doctor.findings import Finding, Place
+from ts_notebook.jsontypes import JsonObject
 
 DATA_FILE = re.compile(
     r"^[\w./\\-]+\.(json|txt|pt|pth|bin|yaml|yml|csv|tsv|model|vocab|onnx|safetensors|pkl|npy|npz|ckpt|h5)$"
@@ -25,7 +25,7 @@ def archive_files(model_dir: Path) -> set[str]:
     return files | {f.rsplit("/", 1)[-1] for f in files}
 
 
-def handler_file(model_dir: Path, manifest: dict[str, Any]) -> Path | None:
+def handler_file(model_dir: Path, manifest: JsonObject) -> Path | None:
     spec = str((manifest.get("model") or {}).get("handler") or "")
     module = spec.split(":", 1)[0]
     path = model_dir / (module if module.endswith(".py") else f"{module}.py")
@@ -83,24 +83,24 @@ def import_findings(model_dir: Path, sources: list[Path], requirements: set[str]
         for name, line in imports(tree) if tree else []:
             if importable(name, model_dir):
                 continue
-            where: dict[str, Any] = {"file": source.name, "line": line, "evidence": f"import {name}"}
+            where = Place(source.name, line, f"import {name}")
             if name.lower().replace("_", "-") in requirements:
                 out.append(
-                    Finding(
+                    Finding.at(
+                        where,
                         3,
                         f"{name} is in requirements.txt but not installed here",
                         f"pip install {name} here, and set install_py_dep_per_model=true so TorchServe installs it",
-                        **where,
                     )
                 )
             else:
                 out.append(
-                    Finding(
+                    Finding.at(
+                        where,
                         2,
                         f"the handler imports {name}, which is neither in the archive nor installed",
                         f"if {name}.py is yours, package it: --extra-files {name}.py (it lands next to the handler); "
                         f"if it is a package, add it to requirements.txt (-r) and install it",
-                        **where,
                     )
                 )
     return out
@@ -125,17 +125,17 @@ def path_findings(model_dir: Path, handler: Path, files: set[str]) -> list[Findi
     tree = _parse(handler)
     out: list[Finding] = []
     for value, line, called in _calls_with_strings(tree) if tree else []:
-        where: dict[str, Any] = {"file": handler.name, "line": line, "evidence": repr(value)}
+        where = Place(handler.name, line, repr(value))
         if ABSOLUTE.match(value):
             exists = Path(value).exists()
             out.append(
-                Finding(
+                Finding.at(
+                    where,
                     4,
                     f"an absolute path{' that exists only on this machine' if exists else ' that does not exist here'}",
                     f"package the file (--extra-files {Path(value).name}) and open it as "
                     f"os.path.join(context.system_properties['model_dir'], '{Path(value).name}')",
                     severity="error" if not exists else "warning",
-                    **where,
                 )
             )
         elif (
@@ -145,20 +145,20 @@ def path_findings(model_dir: Path, handler: Path, files: set[str]) -> list[Findi
         ):
             label_map = Path(value).name == "index_to_name.json"
             out.append(
-                Finding(
+                Finding.at(
+                    where,
                     4,
                     "the label map is not in the archive: labels stay None"
                     if label_map
                     else f"the handler uses {value}, which is not in the archive",
                     f"add it with --extra-files {value}" + (" (or check the spelling of the name)" if called else ""),
                     severity="error" if called and not label_map else "warning",
-                    **where,
                 )
             )
     return out
 
 
-def model_class_findings(model_dir: Path, manifest: dict[str, Any]) -> list[Finding]:
+def model_class_findings(model_dir: Path, manifest: JsonObject) -> list[Finding]:
     """TorchServe builds the eager model from the model file's one class (#5)."""
     name = (manifest.get("model") or {}).get("modelFile")
     if not name or not (model_dir / name).is_file():
@@ -179,7 +179,7 @@ def model_class_findings(model_dir: Path, manifest: dict[str, Any]) -> list[Find
     ]
 
 
-def manifest_findings(model_dir: Path, manifest: dict[str, Any], files: set[str]) -> list[Finding]:
+def manifest_findings(model_dir: Path, manifest: JsonObject, files: set[str]) -> list[Finding]:
     """Files the manifest names that the archive lacks (#4), and a handler that is no file (#1)."""
     model = manifest.get("model") or {}
     out = []

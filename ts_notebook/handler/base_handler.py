@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ts_notebook.handler.util import list_classes_from_module, load_label_mapping, timed
+from ts_notebook.jsontypes import JsonObject
 
 logger = logging.getLogger(__name__)
 # torch.profiler exists in every torch we support; TorchServe's handlers test this name.
@@ -35,11 +36,11 @@ class BaseHandler(ABC):  # noqa: B024 - abstract in TorchServe too, with every m
         self.initialized = False
         self.context: Any = None
         self.model_pt_path: str | None = None
-        self.manifest: dict[str, Any] | None = None
+        self.manifest: JsonObject | None = None
         self.map_location: str | None = None
         self.explain = False
         self.target = 0
-        self.profiler_args: dict[str, Any] = {}
+        self.profiler_args: JsonObject = {}
 
     def initialize(self, context: Any) -> None:
         """Load the model named by the manifest onto the device chosen by ``gpu_id``."""

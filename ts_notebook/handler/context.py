@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ts_notebook.jsontypes import JsonObject
+
 SERVER_VERSION = "0.12.0"
 
 
 class RequestProcessor:
     """One request's headers (case-sensitive, as the client sent them) and its response settings."""
 
-    def __init__(self, request_header: dict[str, Any]) -> None:
+    def __init__(self, request_header: JsonObject) -> None:
         self._request_header = request_header
         self._status_code = 200
         self._reason_phrase: str | None = None
@@ -25,7 +27,7 @@ class RequestProcessor:
     def get_request_property(self, key: str) -> Any:
         return self._request_header.get(key)
 
-    def get_request_properties(self) -> dict[str, Any]:
+    def get_request_properties(self) -> JsonObject:
         return self._request_header
 
     def report_status(self, code: int, reason_phrase: str | None = None) -> None:
@@ -64,17 +66,17 @@ class Context:
         self,
         model_name: str,
         model_dir: str,
-        manifest: dict[str, Any] | None,
+        manifest: JsonObject | None,
         batch_size: int,
         gpu: int | None,
         mms_version: str = SERVER_VERSION,
         limit_max_image_pixels: bool = True,
         metrics: Any = None,
-        model_yaml_config: dict[str, Any] | None = None,
+        model_yaml_config: JsonObject | None = None,
     ) -> None:
         self.model_name = model_name
         self.manifest = manifest
-        self._system_properties: dict[str, Any] = {
+        self._system_properties: JsonObject = {
             "model_dir": model_dir,
             "gpu_id": gpu,
             "batch_size": batch_size,
@@ -93,7 +95,7 @@ class Context:
         self.header_key_sequence_end = os.getenv("TS_REQUEST_SEQUENCE_END", "ts_request_sequence_end")
 
     @property
-    def system_properties(self) -> dict[str, Any]:
+    def system_properties(self) -> JsonObject:
         return self._system_properties
 
     @property
@@ -123,7 +125,7 @@ class Context:
     def get_request_header(self, idx: int, key: str) -> Any:
         return self._processor(idx).get_request_property(key)
 
-    def get_all_request_header(self, idx: int) -> dict[str, Any]:
+    def get_all_request_header(self, idx: int) -> JsonObject:
         return self._processor(idx).get_request_properties()
 
     def set_response_content_type(self, idx: int, value: str) -> None:

@@ -13,6 +13,8 @@ from base64 import b64decode
 from collections.abc import Callable
 from typing import Any
 
+from ts_notebook.jsontypes import JsonObject
+
 Handle = Callable[[Any, Any], Any]
 
 
@@ -160,7 +162,7 @@ class KServev2Envelope(BaseEnvelope):
 
     def format_output(self, data: Any) -> Any:
         context = self.context
-        response: dict[str, Any] = {"id": getattr(context, "input_request_id", None) or context.get_request_id(0)}
+        response: JsonObject = {"id": getattr(context, "input_request_id", None) or context.get_request_id(0)}
         if hasattr(context, "input_request_id"):
             del context.input_request_id
         model = (context.manifest or {}).get("model", {})
@@ -172,7 +174,7 @@ class KServev2Envelope(BaseEnvelope):
         return [response]
 
     @staticmethod
-    def _output(item: Any, name: str) -> dict[str, Any]:
+    def _output(item: Any, name: str) -> JsonObject:
         flat = _like_numpy(_flatten(item))
         return {"name": name, "datatype": _datatype(flat), "data": flat, "shape": [len(flat)]}
 

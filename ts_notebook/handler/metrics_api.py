@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ts_notebook.jsontypes import JsonObject
+
 logger = logging.getLogger("ts.metrics")
 
 # TorchServe's unit spellings: what a handler writes -> the name /metrics shows.
@@ -31,7 +33,7 @@ UNIT_NAMES: dict[str | None, str] = {
     None: "unit",
 }
 # The model metrics every TorchServe worker declares (its default metrics config).
-DEFAULT_MODEL_METRICS: dict[str, list[dict[str, Any]]] = {
+DEFAULT_MODEL_METRICS: dict[str, list[JsonObject]] = {
     "gauge": [
         {"name": "HandlerTime", "unit": "ms", "dimensions": ["ModelName", "Level"]},
         {"name": "PredictionTime", "unit": "ms", "dimensions": ["ModelName", "Level"]},
@@ -60,7 +62,7 @@ class Dimension:
     def __str__(self) -> str:
         return f"{self.name}:{self.value}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"Name": self.name, "Value": self.value}
 
 

@@ -26,6 +26,7 @@ from ts_notebook.handler.metrics_api import (
     _check,
     logger,
 )
+from ts_notebook.jsontypes import JsonObject
 
 TIME_UNITS = ("ms", "s")
 SIZE_UNITS = ("MB", "kB", "GB", "B")
@@ -43,7 +44,7 @@ class MetricsCache:
         self._model_metrics = self._read(config_file_path) if config_file_path else DEFAULT_MODEL_METRICS
 
     @staticmethod
-    def _read(path: str | Path) -> dict[str, Any]:
+    def _read(path: str | Path) -> JsonObject:
         try:
             parsed = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:

@@ -17,14 +17,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ts_notebook.handler.context import RequestProcessor
+from ts_notebook.jsontypes import JsonObject
 
 
 @dataclass
 class Request:
     """One request as the handler receives it: its ``data`` row, its headers, its id."""
 
-    row: dict[str, Any]
-    headers: dict[str, Any]
+    row: JsonObject
+    headers: JsonObject
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -74,7 +75,7 @@ def make_request(
     else:
         params = {"body": (raw, base)}
     row = {name: decode_value(value, part_type) for name, (value, part_type) in params.items()}
-    header_view: dict[str, Any] = {name: {"content-type": part_type} for name, (_, part_type) in params.items()}
+    header_view: JsonObject = {name: {"content-type": part_type} for name, (_, part_type) in params.items()}
     header_view.update(user)
     header_view.setdefault("Content-Length", str(len(raw)))
     header_view["explain"] = "False"
@@ -95,7 +96,7 @@ def _multipart_fields(raw: bytes, content_type: str) -> dict[str, tuple[bytes, s
     return fields
 
 
-def batch_of(requests: list[Request]) -> tuple[list[dict[str, Any]], list[RequestProcessor], dict[int, str]]:
+def batch_of(requests: list[Request]) -> tuple[list[JsonObject], list[RequestProcessor], dict[int, str]]:
     """The ``data`` list, request processors and ``request_ids`` for one handler call."""
     data = [r.row for r in requests]
     processors = [RequestProcessor(r.headers) for r in requests]

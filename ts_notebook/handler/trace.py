@@ -32,7 +32,9 @@ from ts_notebook.handler.load import resolve_entry_point as _resolve
 from ts_notebook.handler.metrics_api import MetricRecord
 from ts_notebook.handler.payload import Request, batch_of
 from ts_notebook.handler.summary import summarize
+from ts_notebook.handler.util import IntermediateChunk
 from ts_notebook.importing import dirs_on_path
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.preview import json_preview
 
 STAGES = ("preprocess", "inference", "postprocess")
@@ -66,25 +68,34 @@ class Failure:
         return f"{self.stage} failed{at}\n{self.error_type}: {self.message}"
 
 
+@dataclass(frozen=True)
+class ResponseSettings:
+    """What the handler set for one request's response: status, reason phrase, headers."""
+
+    status: int
+    phrase: str | None
+    headers: dict[str, str]
+
+
 @dataclass
 class Trace:
     """Everything a dry run saw. The value of a ``%%handler`` cell with ``--test``."""
 
     handler: str
     model_name: str
-    system_properties: dict[str, Any]
-    manifest: dict[str, Any] | None
-    model_yaml_config: dict[str, Any]
-    data: list[dict[str, Any]]
-    headers: list[dict[str, Any]]
+    system_properties: JsonObject
+    manifest: JsonObject | None
+    model_yaml_config: JsonObject
+    data: list[JsonObject]
+    headers: list[JsonObject]
     request_ids: dict[int, str]
     entry_kind: str = ""
     stages: list[Stage] = field(default_factory=list)
     result: Any = None
     failure: Failure | None = None
     metrics: list[MetricRecord] = field(default_factory=list)
-    intermediate: list[dict[str, Any]] = field(default_factory=list)
-    responses: list[dict[str, Any]] = field(default_factory=list)
+    intermediate: list[IntermediateChunk] = field(default_factory=list)
+    responses: list[ResponseSettings] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -225,11 +236,7 @@ def _collect(trace: Trace, context: Context, processors: list[Any]) -> None:
     trace.metrics = list(context.metrics.records)
     trace.intermediate = list(context.intermediate_responses)  # type: ignore[attr-defined]
     trace.responses = [
-        {
-            "status": p.get_response_status_code(),
-            "phrase": p.get_response_status_phrase(),
-            "headers": dict(p.get_response_headers()),
-        }
+        ResponseSettings(p.get_response_status_code(), p.get_response_status_phrase(), dict(p.get_response_headers()))
         for p in processors
     ]
 
@@ -240,10 +247,10 @@ def dry_run(
     requests: list[Request],
     *,
     model_name: str,
-    manifest: dict[str, Any] | None,
-    model_yaml_config: dict[str, Any] | None = None,
+    manifest: JsonObject | None,
+    model_yaml_config: JsonObject | None = None,
     handler_dir: Path | None = None,
-    system_properties: dict[str, Any] | None = None,
+    system_properties: JsonObject | None = None,
 ) -> Trace:
     """Load ``handler`` from ``model_dir`` and run one batch of ``requests`` through it.
 

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypedDict
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ def map_class_to_label(probs: list[Any], mapping: dict[str, str] | None = None, 
     ]
 
 
+class IntermediateChunk(TypedDict):
+    """One ``send_intermediate_predict_response`` call: a dict, since a worker's sink reads it by key."""
+
+    ret: list[Any]
+    req_id_map: dict[int, str]
+    message: str
+    code: int
+
+
 def send_intermediate_predict_response(
     ret: list[Any], req_id_map: dict[int, str], message: str, code: int, context: Any
 ) -> None:
@@ -79,7 +88,8 @@ def send_intermediate_predict_response(
     sink = getattr(context, "intermediate_responses", None)
     if sink is None:
         raise RuntimeError("send_intermediate_predict_response needs a context from a ts_notebook runner or TorchServe")
-    sink.append({"ret": ret, "req_id_map": dict(req_id_map), "message": message, "code": code})
+    chunk: IntermediateChunk = {"ret": ret, "req_id_map": dict(req_id_map), "message": message, "code": code}
+    sink.append(chunk)
 
 
 def get_yaml_config(yaml_file_path: str) -> Any:

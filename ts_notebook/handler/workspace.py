@@ -11,7 +11,6 @@ import json
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -20,6 +19,7 @@ from ts_notebook.archive.extract import extract_cached
 from ts_notebook.archive.manifest import MANIFEST_PATH, Manifest
 from ts_notebook.errors import ArchiveError, HandlerError
 from ts_notebook.handler.payload import Request, make_request
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.preview import guess_text_type
 
 
@@ -40,8 +40,8 @@ class ModelDir:
 
     path: Path
     model_name: str
-    manifest: dict[str, Any]
-    model_yaml_config: dict[str, Any]
+    manifest: JsonObject
+    model_yaml_config: JsonObject
 
 
 class Workspace:
@@ -116,7 +116,7 @@ class Workspace:
             path = self.handler_dir
         manifest = self._manifest(path, name)
         config_name = manifest.get("model", {}).get("configFile")
-        config: dict[str, Any] = {}
+        config: JsonObject = {}
         if config_name and (path / config_name).is_file():
             config = yaml.safe_load((path / config_name).read_text(encoding="utf-8")) or {}
         model_name = manifest.get("model", {}).get("modelName", name) if archive else name
@@ -127,9 +127,9 @@ class Workspace:
             raise HandlerError(f"--archive {archive}: no such archive.")
         return extract_cached(archive, self.root / "archives")
 
-    def _manifest(self, path: Path, name: str) -> dict[str, Any]:
+    def _manifest(self, path: Path, name: str) -> JsonObject:
         file = path / MANIFEST_PATH
-        manifest: dict[str, Any]
+        manifest: JsonObject
         if file.is_file():
             manifest = json.loads(file.read_text(encoding="utf-8"))
         else:

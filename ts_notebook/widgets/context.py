@@ -6,6 +6,7 @@ from typing import Any
 
 import traitlets
 
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.widgets._base import View, esc, pretty
 
 
@@ -19,8 +20,8 @@ class ContextView(View):
     def __init__(
         self,
         model_name: str = "",
-        system_properties: dict[str, Any] | None = None,
-        model_yaml_config: dict[str, Any] | None = None,
+        system_properties: JsonObject | None = None,
+        model_yaml_config: JsonObject | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(

@@ -6,6 +6,7 @@ from typing import Any
 
 import traitlets
 
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.widgets._base import View, esc, pretty
 
 
@@ -14,7 +15,7 @@ class ManifestView(View):
     watched = ("manifest",)
     manifest = traitlets.Dict(allow_none=True)
 
-    def __init__(self, manifest: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, manifest: JsonObject | None = None, **kwargs: Any) -> None:
         super().__init__(manifest=manifest, **kwargs)
 
     def to_html(self) -> str:

@@ -4,23 +4,23 @@ timeout, with per-row actions (scale, unregister, reload, context)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import VersionWorkers
 from ts_notebook.widgets._base import esc
 
 
-def _worker_text(w: dict[str, Any], generation: str) -> str:
+def _worker_text(w: JsonObject, generation: str) -> str:
     mem = f"{w.get('memoryUsage', 0) / 2**20:.0f} MB" if w.get("memoryUsage") else "-"
     gpu = "gpu" if w.get("gpu") else "cpu"
     gen = f" gen {generation}" if generation else ""
     return f"{w['id']}:{w['status']} pid {w['pid']} {gpu} {mem}{gen}"
 
 
-def model_status(m: dict[str, Any], load_failure: str | None = None) -> str:
+def model_status(m: JsonObject, load_failure: str | None = None) -> str:
     if load_failure and not m["workers"]:
         return "failed to load"
     ready = sum(1 for w in m["workers"] if w["status"] == "READY")
@@ -40,7 +40,7 @@ class ModelsView(widgets.VBox):
     """One row per registered model version; ``models`` holds the management API's descriptions (TorchServe's
     JSON), ``versions`` what our backend says of their workers (generation, load failure; none from TorchServe)."""
 
-    models: traitlets.List[dict[str, Any]] = traitlets.List()
+    models: traitlets.List[JsonObject] = traitlets.List()
     versions: traitlets.List[VersionWorkers] = traitlets.List()
 
     def __init__(self, on_action: Callable[[str, str, int], None]) -> None:
@@ -75,12 +75,12 @@ class ModelsView(widgets.VBox):
         """Worker id -> the generation it runs."""
         return {w.id: w.generation for v in self.versions for w in v.workers}
 
-    def load_failure(self, m: dict[str, Any]) -> str | None:
+    def load_failure(self, m: JsonObject) -> str | None:
         """Why the workers of described version ``m`` did not load, if they did not."""
         key = (m["modelName"], m["modelVersion"])
         return next((v.load_failure for v in self.versions if (v.model, v.version) == key), None)
 
-    def _actions_row(self, m: dict[str, Any]) -> widgets.HBox:
+    def _actions_row(self, m: JsonObject) -> widgets.HBox:
         name = m["modelName"]
         count = widgets.BoundedIntText(value=len(m["workers"]), min=0, max=64, layout={"width": "70px"})
         buttons = []

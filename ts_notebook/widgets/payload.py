@@ -6,6 +6,7 @@ from typing import Any
 
 import traitlets
 
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.widgets._base import View, esc, pretty
 
 
@@ -13,11 +14,9 @@ class PayloadView(View):
     css_class = "tsn-payload"
     watched = ("data", "headers")
     data: traitlets.List[Any] = traitlets.List()
-    headers: traitlets.List[dict[str, Any]] = traitlets.List()
+    headers: traitlets.List[JsonObject] = traitlets.List()
 
-    def __init__(
-        self, data: list[Any] | None = None, headers: list[dict[str, Any]] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, data: list[Any] | None = None, headers: list[JsonObject] | None = None, **kwargs: Any) -> None:
         super().__init__(data=list(data or []), headers=list(headers or []), **kwargs)
 
     def to_html(self) -> str:

@@ -8,6 +8,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ts_notebook.handler.trace import Trace, failure_html, stage_rows_html
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.widgets.context import ContextView
 from ts_notebook.widgets.manifest import ManifestView
 from ts_notebook.widgets.payload import PayloadView
@@ -46,7 +47,7 @@ class TraceView(widgets.VBox):
         return self.trace.to_text()
 
 
-def trace_widget_bundle(trace: Trace) -> dict[str, Any]:
+def trace_widget_bundle(trace: Trace) -> JsonObject:
     """A ``Trace``'s display as a TraceView: the mime-bundle formatter the extension registers for Trace.
 
     Only the widget's view goes in: IPython adds the trace's own text and HTML (``__repr__``,

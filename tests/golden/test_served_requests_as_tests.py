@@ -182,6 +182,10 @@ def test_url_mode_posts_to_the_served_model(served: tuple[InteractiveShell, Path
     run = _pytest(result.module)
     assert run.returncode == 1, run.stdout + run.stderr
     assert '$.label: expected "cat", got "dog"' in run.stdout
+    # Tests written now replay the reloaded code's answers through the registered (older) archive: said so.
+    stale = ip.run_line_magic("ts_serve", "requests golden --to-pytest stale/test_stale.py --last 1")
+    assert stale.notes[-1].startswith("the requests were served by generation ")
+    assert f"differs from the one in {folder / 'build/golden.mar'}: the tests fail until" in stale.notes[-1]
 
 
 def test_the_python_api_writes_the_same_tests(served: tuple[InteractiveShell, Path, Client], tmp_path: Path) -> None:

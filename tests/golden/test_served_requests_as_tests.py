@@ -194,6 +194,10 @@ def test_the_python_api_writes_the_same_tests(served: tuple[InteractiveShell, Pa
         client, "golden", tmp_path / "test_api.py", failed=True, last=1, model_path=folder / "build/golden.mar"
     )
     assert written.module.is_file() and len(written.request_ids) == 1
+    named = golden.write_tests(client, "golden", tmp_path / "golden_checks.py", failed=True, last=1)
+    assert named.notes[-1:] == (
+        "pytest collects test_*.py and *_test.py files by itself: run golden_checks.py by its path",
+    )
     run = _pytest(written.module)
     assert run.returncode == 0, run.stdout + run.stderr
 

@@ -86,6 +86,8 @@ def write_tests(
     else:
         target = str(_target(described, model_path, model_store))
         notes += _stale(records, Path(target))
+    if not (module.name.startswith("test_") or module.stem.endswith("_test")):
+        notes.append(f"pytest collects test_*.py and *_test.py files by itself: run {module.name} by its path")
     payloads = module.with_name(module.stem + "_requests")
     text = module_text(
         name=str(path),

@@ -64,6 +64,15 @@ def _register_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--response-timeout", type=int, metavar="S", help="seconds before a busy worker is killed")
 
 
+def _to_pytest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to-pytest", metavar="FILE", help="write NAME's recorded requests as a pytest module FILE")
+    p.add_argument("--last", type=int, metavar="N", help="with --to-pytest: only the newest N (default: all kept)")
+    p.add_argument("--url", metavar="URL", help="with --to-pytest: send the requests to this served URL")
+    p.add_argument("--model-path", metavar="PATH", help="with --to-pytest: replay through this archive or folder")
+    p.add_argument("--rtol", type=float, metavar="R", help="with --to-pytest: relative tolerance of floats (1e-05)")
+    p.add_argument("--atol", type=float, metavar="A", help="with --to-pytest: absolute tolerance of floats (1e-08)")
+
+
 def _model_args(p: argparse.ArgumentParser, version_help: str) -> None:
     p.add_argument("name", help="model name")
     p.add_argument("version", nargs="?", help=version_help)
@@ -98,6 +107,7 @@ def build_parser() -> UsageParser:
     reqs.add_argument("name", nargs="?", help="only this model's")
     reqs.add_argument("--failed", action="store_true", help="only the failed ones")
     reqs.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    _to_pytest_options(reqs)
     replay = sub.add_parser("replay", help="re-run a served request in this kernel, as a dry-run trace")
     replay.add_argument("request_id", help="an id from %%ts_serve requests")
     replay.add_argument("--handler", metavar="NAME", help="run handler cell NAME instead of the served code")
@@ -285,8 +295,41 @@ class ServeCommands:
     def _serve_requests(self, args: Any) -> Any:
         from ts_notebook.serving import RequestList
 
+        if args.to_pytest:
+            return self._requests_to_pytest(args)
+        extra = [o for o in ("last", "url", "model_path", "rtol", "atol") if getattr(args, o) is not None]
+        if extra:
+            raise UsageError(f"--{extra[0].replace('_', '-')} goes with --to-pytest FILE")
         client = self._embedded("%ts_serve requests").client()
         return RequestList(client.requests(args.name, failed=args.failed, limit=args.limit))
+
+    def _requests_to_pytest(self, args: Any) -> Any:
+        from urllib.parse import urlsplit
+
+        from ts_notebook import golden
+        from ts_notebook.compare import ATOL, RTOL
+
+        if not args.name:
+            raise UsageError("--to-pytest FILE needs the model NAME: %ts_serve requests NAME --to-pytest FILE")
+        info = self._embedded("%ts_serve requests --to-pytest")
+        # The backend's token goes to its own address only, never to another server's URL.
+        own = args.url and urlsplit(args.url).netloc == urlsplit(str(info.inference_address)).netloc
+        try:
+            return golden.write_tests(
+                info.client(),
+                args.name,
+                args.to_pytest,
+                failed=args.failed,
+                last=args.last,
+                url=args.url,
+                model_path=args.model_path,
+                model_store=info.model_store,
+                key_file=info.key_file if own else None,
+                rtol=RTOL if args.rtol is None else args.rtol,
+                atol=ATOL if args.atol is None else args.atol,
+            )
+        except golden.GoldenError as exc:
+            raise UsageError(str(exc)) from None
 
     def _serve_replay(self, args: Any) -> Any:
         from ts_notebook.replay import replay

@@ -25,8 +25,9 @@ from ts_notebook.backend.handle import WorkerDied, WorkerHandle, WorkerLoadError
 from ts_notebook.backend.jobs import Job, JobQueue
 from ts_notebook.backend.messages import Answer, ErrorInfo, Generation, Result, WireRequest, WorkerStatus
 from ts_notebook.backend.pool import WorkerPool
-from ts_notebook.backend.registry import ModelVersion, Settings
+from ts_notebook.backend.registry import ModelVersion, Serving, Settings
 from ts_notebook.backend.sequences import Sequences
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import Swap, WorkerChange, WorkerContext
 
 _BATCH_IDS = itertools.count(1)
@@ -90,14 +91,12 @@ class Dispatcher:
         """Whether a request can wait here for a worker (some serve, or some are meant to start)."""
         return self.target > 0 or self.live_count() > 0
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Serving:
         """A read-only view for describe: workers as TorchServe shows them, and the queue."""
-        return {
-            "workers": [w.describe() for w in self.workers.values() if not w.drain.is_set()],
-            "queue": self.queue.qsize() + (self.sequences.pending() if self.sequences else 0),
-            "generation": self.generation.gen_id,
-            "views": [w.view() for w in self.workers.values()],
-        }
+        return Serving(
+            [w.describe() for w in self.workers.values() if not w.drain.is_set()],
+            self.queue.qsize() + (self.sequences.pending() if self.sequences else 0),
+        )
 
     def healthy(self, now: float) -> bool:
         """TorchServe's /ping rule for this version: not below minWorkers longer than maxRetryTimeoutInSec."""
@@ -110,7 +109,7 @@ class Dispatcher:
         return True
 
     # -- requests ------------------------------------------------------------------------------
-    def submit(self, request_id: str, row: dict[str, Any], headers: dict[str, Any]) -> Job:
+    def submit(self, request_id: str, row: JsonObject, headers: JsonObject) -> Job:
         """Queue one request; its ``future`` resolves to the Answer.
 
         Raises:
@@ -380,32 +379,30 @@ class Dispatcher:
     def _answer(
         self, worker: WorkerHandle, batch: list[Job], batch_id: int, result: Result | None, transport: float
     ) -> None:
-        common: dict[str, Any] = {
-            "worker": worker.worker_id,
-            "gen_id": worker.generation.gen_id,
-            "batch_id": batch_id,
-            "batch_size": len(batch),
-            "transport_seconds": transport,
-            "stages": result.stages if result else {},
-            "context": WorkerContext(  # references, no copy: model_dir goes in when read
-                worker.generation.model_dir,
-                worker.system_properties or {},
-                worker.generation.manifest,
-                worker.generation.model_yaml_config,
-            ),
-        }
+        gen = worker.generation
+        # References, no copy: the Context's model_dir goes in when the record is read.
+        context = WorkerContext(gen.model_dir, worker.system_properties or {}, gen.manifest, gen.model_yaml_config)
+        stages = result.stages if result else {}
+        error = _DIED if result is None else result.error or (_DIED if result.responses is None else None)
         now = time.perf_counter()
         for i, job in enumerate(batch):
             if job.future.done() or self._late(job, now):
                 continue
-            queue_seconds = max(0.0, job.started - job.enqueued)
-            if result is None:
-                answer = Answer(error=_DIED, queue_seconds=queue_seconds, **common)
-            elif result.error is not None or result.responses is None:
-                answer = Answer(error=result.error or _DIED, queue_seconds=queue_seconds, **common)
-            else:
-                answer = Answer(response=result.responses[i], queue_seconds=queue_seconds, **common)
-            job.future.set_result(answer)
+            response = None if error is not None or result is None or result.responses is None else result.responses[i]
+            job.future.set_result(
+                Answer(
+                    response=response,
+                    error=error,
+                    worker=worker.worker_id,
+                    gen_id=gen.gen_id,
+                    batch_id=batch_id,
+                    batch_size=len(batch),
+                    queue_seconds=max(0.0, job.started - job.enqueued),
+                    transport_seconds=transport,
+                    stages=stages,
+                    context=context,
+                )
+            )
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ts_notebook.backend.messages import Answer
+from ts_notebook.jsontypes import JsonObject
 
 
 @dataclass(eq=False)
@@ -22,8 +23,8 @@ class Job:
     """One inference request waiting for, or being served by, a worker."""
 
     request_id: str
-    row: dict[str, Any]
-    headers: dict[str, Any]
+    row: JsonObject  # the handler's data row and headers, as TorchServe shapes them
+    headers: JsonObject
     future: asyncio.Future[Answer]
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ts_notebook.handler.metrics_api import MetricRecord
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import WorkerContext
 
 
@@ -43,9 +44,9 @@ class Generation:
 
     gen_id: str
     model_dir: str
-    manifest: dict[str, Any]
+    manifest: JsonObject  # MANIFEST.json as the archive has it
     handler: str
-    model_yaml_config: dict[str, Any] = field(default_factory=dict)
+    model_yaml_config: JsonObject = field(default_factory=dict)  # model-config.yaml as written
 
 
 # -- zygote <-> backend ------------------------------------------------------------------------
@@ -99,8 +100,8 @@ class WireRequest:
     """One request of a batch, as TorchServe's frontend hands it to a worker."""
 
     request_id: str
-    row: dict[str, Any]
-    headers: dict[str, Any]
+    row: JsonObject  # the handler's data row and headers: its input, shaped as TorchServe shapes it
+    headers: JsonObject
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ class LoadFailure:
 
 @dataclass(frozen=True)
 class Loaded:
-    system_properties: dict[str, Any] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    system_properties: JsonObject = field(default_factory=dict)  # what the handler's Context was given
+    manifest: JsonObject = field(default_factory=dict)
     failure: LoadFailure | None = None
 
 

@@ -8,7 +8,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -17,6 +16,15 @@ from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.backend.api_error import ApiError, not_found, version_not_found
 from ts_notebook.errors import TsNotebookError
 from ts_notebook.jsontypes import JsonObject
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What describe shows of a version's serving state: its workers as TorchServe lists them, and how
+    many requests wait."""
+
+    workers: list[JsonObject]
+    queue: int
 
 
 @dataclass
@@ -91,7 +99,7 @@ class ModelVersion:
     loaded_at_startup: bool = False
     removed: bool = False
 
-    def describe(self, serving: dict[str, Any]) -> JsonObject:
+    def describe(self, serving: Serving) -> JsonObject:
         """TorchServe's describe entry, with the workers and queue from the dispatcher's snapshot."""
         s = self.settings
         return {
@@ -119,10 +127,10 @@ class ModelVersion:
             "maxNumSequence": s.sequences_allowed,
             "maxSequenceJobQueueSize": s.sequence_queue_size,
             "loadedAtStartup": self.loaded_at_startup,
-            "workers": serving["workers"],
+            "workers": serving.workers,
             "jobQueueStatus": {
-                "remainingCapacity": max(0, s.job_queue_size - serving["queue"]),
-                "pendingRequests": serving["queue"],
+                "remainingCapacity": max(0, s.job_queue_size - serving.queue),
+                "pendingRequests": serving.queue,
             },
         }
 

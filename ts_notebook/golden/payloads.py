@@ -22,6 +22,7 @@ from typing import Any
 from ts_notebook import rows
 from ts_notebook.compare import Answer, decode_body
 from ts_notebook.errors import TsNotebookError
+from ts_notebook.jsontypes import JsonObject
 from ts_notebook.records import ServedRequest
 
 FORMAT = 1
@@ -43,9 +44,9 @@ class RecordedRequest:
     version: str
     method: str
     path: str
-    row: dict[str, Any]  # exactly as the handler got it: bytes, bytearray, str or a JSON value per field
-    headers: dict[str, Any]
-    system_properties: dict[str, Any]  # the serving worker's, without its model_dir
+    row: JsonObject  # exactly as the handler got it: bytes, bytearray, str or a JSON value per field
+    headers: JsonObject
+    system_properties: JsonObject  # the serving worker's, without its model_dir
     answer: Answer
 
 
@@ -116,7 +117,7 @@ def load_request(folder: str | Path) -> RecordedRequest:
         ) from exc
 
 
-def _field(folder: Path, entry: dict[str, Any]) -> Any:
+def _field(folder: Path, entry: JsonObject) -> Any:
     if "file" in entry:
         raw = (folder / str(entry["file"])).read_bytes()
         return bytearray(raw) if entry.get("type") == "bytearray" else raw

@@ -26,6 +26,7 @@ from ts_notebook.golden.payloads import SECRET_HEADERS, GoldenError, RecordedReq
 from ts_notebook.handler.answers import encode_output
 from ts_notebook.handler.payload import Request
 from ts_notebook.handler.trace import Trace, dry_run
+from ts_notebook.jsontypes import JsonObject
 
 KEY_ENV = "TS_NOTEBOOK_INFERENCE_KEY"
 # Set by the frontend or the transport, not by the client: sending them again would be wrong.
@@ -87,13 +88,13 @@ def dry_run_answer(recorded: RecordedRequest, model_dir: str | Path) -> NewAnswe
     return answer_of(trace)
 
 
-def _manifest(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _manifest(root: Path) -> tuple[JsonObject, JsonObject]:
     import yaml
 
     file = root / MANIFEST_PATH
-    manifest: dict[str, Any] = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    manifest: JsonObject = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
     config = manifest.get("model", {}).get("configFile") if isinstance(manifest.get("model"), dict) else None
-    yaml_config: dict[str, Any] = {}
+    yaml_config: JsonObject = {}
     if config and (root / str(config)).is_file():
         yaml_config = yaml.safe_load((root / str(config)).read_text(encoding="utf-8")) or {}
     return manifest, yaml_config
@@ -118,11 +119,14 @@ def answer_of(trace: Trace, index: int = 0) -> NewAnswer:
         body, implied = encode_output(trace.result[index])
     except TypeError as exc:
         return NewAnswer(503, str(exc).encode("utf-8"), failure=f"postprocess returned {trace.result[index]!r:.200}")
-    response = trace.responses[index] if index < len(trace.responses) else {}
-    headers = {str(k).lower(): v for k, v in dict(response.get("headers") or {}).items()}
+    response = trace.responses[index] if index < len(trace.responses) else None
+    headers = {str(k).lower(): v for k, v in (response.headers if response else {}).items()}
     chunks = tuple(encode_output(_mine(item["ret"], index))[0] for item in trace.intermediate)
     return NewAnswer(
-        int(response.get("status") or 200), body, chunks or None, str(headers.get("content-type") or implied)
+        (response.status if response else None) or 200,
+        body,
+        chunks or None,
+        str(headers.get("content-type") or implied),
     )
 
 
@@ -186,7 +190,7 @@ def _error_answer(status: int, raw: bytes) -> NewAnswer:
     return NewAnswer(status, raw)
 
 
-def http_body(row: dict[str, Any], headers: dict[str, Any]) -> tuple[bytes, str | None]:
+def http_body(row: JsonObject, headers: JsonObject) -> tuple[bytes, str | None]:
     """The HTTP body that a frontend would shape into ``row``, and its Content-Type."""
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type" and isinstance(v, str)), None)
     base = (content_type or "").split(";", 1)[0].strip().lower()
@@ -209,7 +213,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else _raw(value).decode("utf-8", "replace")
 
 
-def _multipart(row: dict[str, Any], headers: dict[str, Any]) -> tuple[bytes, str]:
+def _multipart(row: JsonObject, headers: JsonObject) -> tuple[bytes, str]:
     boundary = f"golden-{uuid.uuid4().hex}"
     parts = []
     for name, value in row.items():

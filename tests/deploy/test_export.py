@@ -117,3 +117,36 @@ def test_the_command_line_exports(archive: Path, tmp_path: Path, capsys: pytest.
     assert "exported tiny for torchserve" in capsys.readouterr().out
     assert cli.main([str(archive), "--to", "torchserve", str(tmp_path / "cli")]) == 2
     assert "pass --force" in capsys.readouterr().err
+
+
+def test_the_shipped_runtime_imports_on_its_own(tmp_path: Path) -> None:
+    """Every module an export ships imports from the copy alone (a core module it needs and does not ship
+    would fail only on the target: this is how a missing jsontypes.py broke LitServe's runtime)."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    from ts_notebook.deploy.vendor import copy_runtime
+
+    package = copy_runtime(tmp_path)
+    modules = sorted(
+        "ts_notebook." + ".".join(p.relative_to(package).with_suffix("").parts).removesuffix(".__init__")
+        for p in package.rglob("*.py")
+    )
+    code = "\n".join(
+        ["import importlib, sys", "for m in sys.argv[1:]:", "    importlib.import_module(m)",
+         "import ts_notebook", "print(ts_notebook.__file__)"]
+    )  # fmt: skip
+    run = subprocess.run(
+        # -S: no site, so no .pth runs and this checkout's editable install cannot fill in a missing file;
+        # the venv's packages (torch, PyYAML) stay importable as plain folders after the copy.
+        [sys.executable, "-S", "-c", code, *modules],
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), sysconfig.get_paths()["purelib"]]), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,  # not the checkout: python -c puts the working folder first on sys.path
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == str(package / "__init__.py")

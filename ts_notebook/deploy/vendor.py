@@ -13,7 +13,15 @@ import ts_notebook
 # Folders copied whole and single modules: everything deploy/runtime.py imports, nothing of the
 # notebook (magics, widgets) or the backend.
 _PACKAGES = ("handler", "archive")
-_MODULES = ("__init__.py", "errors.py", "importing.py", "preview.py", "deploy/__init__.py", "deploy/runtime.py")
+_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "importing.py",
+    "jsontypes.py",
+    "preview.py",
+    "deploy/__init__.py",
+    "deploy/runtime.py",
+)
 
 
 def copy_runtime(dest: Path) -> Path:

@@ -60,16 +60,19 @@ def wait_idle() -> dict[str, Any] | None:
 
 
 def source_state() -> dict[str, Any]:
-    """The commit measured, and which files of the package differ from it (the working tree is what runs)."""
+    """The commit measured, and which files of the package differ from it (the working tree is what runs).
+
+    With ``BENCH_OURS_SOURCE`` our backend runs from that checkout, so its commit is the one measured."""
+    tree = Path(os.environ.get("BENCH_OURS_SOURCE") or REPO)
 
     def git(*args: str) -> str:
-        proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        proc = subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True, check=False)
         return proc.stdout.strip()
 
     # Not git()'s stripped text: porcelain lines start with a status column that may be a space.
-    proc = subprocess.run(["git", "status", "--porcelain", "--", SOURCE_DIR], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(["git", "status", "--porcelain", "--", SOURCE_DIR], cwd=tree, capture_output=True, text=True)
     dirty = [line[3:] for line in proc.stdout.splitlines() if line.strip()]
-    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_src": dirty}
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_src": dirty, "tree": str(tree)}
 
 
 def serving_machine(ref_venv: Path) -> dict[str, Any]:

@@ -12,10 +12,15 @@ checkout), our backend serves the tiny archive with one worker to wrk's one keep
   worker socket, dispatch and wake-ups, the record, metrics, the response). The profiler roughly
   doubles every figure: compare stages and trees with each other, not with the CPU figures;
 - **instructions per request** of the front end, counted by valgrind's callgrind (sequential
-  requests; the difference between a short and a long run), which no other load on the machine moves.
+  requests; the difference between a short and a long run). Counted, not timed, yet not exact: the
+  loop's iterations per request follow timing, so repeated runs differ by a few per cent;
+- **interleaved before / after** (``ab_cells.py``): with ``BENCH_BEFORE_SOURCE``, the two trees take
+  turns ``AB_ROUNDS`` times on the tiny model at 1 and 16 clients and the lighter BERT-sized model at 4
+  (2 workers), so drift of the machine between runs cannot pass for a change of the code.
 
 ``python bench/request_path.py`` writes ``bench/results/request_path.{md,json}`` (``RESULTS_DIR``
-elsewhere). It needs nothing but the project venv and wrk, and takes about six minutes.
+elsewhere). It needs nothing but the project venv and wrk, and takes about fifteen minutes (six
+without ``BENCH_BEFORE_SOURCE``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ab_cells
 from inputs import make_archive
 from request_path_report import STAGES, render, stage_of
 from servers import OurServer, register, stage
@@ -47,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"input": [1.0, 2.0, 3.0, 4.0]}).encode()
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECONDS = float(os.environ.get("SECONDS_PER_ROUND", "4"))
+AB_ROUNDS = int(os.environ.get("AB_ROUNDS", "4"))  # alternations of the interleaved before / after cells
 VARIANTS = {
     "default": {},
     "stage timings off": {"ts_notebook_stage_timings": "false"},
@@ -176,6 +183,10 @@ def main() -> None:
             "instructions": instructions_per_request(source),
         }
         print(json.dumps(results["trees"][label]["cpu"] | {"rounds": None}), flush=True)
+    if before:
+        print("interleaved before / after", flush=True)
+        trees_by_label = {"before": Path(before), "after": ROOT}
+        results["interleaved"] = ab_cells.compare(trees_by_label, AB_ROUNDS, SECONDS)
     for variant, props in VARIANTS.items():
         if variant != "default":
             results["variants"][variant] = cpu_per_request(ROOT, props)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import ab_cells
+
 STAGES = (
     "HTTP stack (aiohttp: parse, route, write)",
     "shaping the row and headers",
@@ -16,31 +18,31 @@ STAGES = (
 )
 
 # (path fragment, function names or None for every function of that file) -> stage
+_OURS = "ts_notebook/"
 _RULES: list[tuple[str, tuple[str, ...] | None, str]] = [
-    ("inference_api.py", ("_record", "keepable"), STAGES[4]),
-    ("inference_api.py", ("_shape", "_shape_legacy", "<dictcomp>"), STAGES[1]),
-    ("inference_api.py", ("_success", "_answer", "write"), STAGES[6]),
-    ("inference_api.py", None, STAGES[3]),
-    ("payload.py", None, STAGES[1]),
-    ("json/", None, STAGES[1]),
-    ("records.py", None, STAGES[4]),
-    ("replay.py", None, STAGES[4]),
-    ("events.py", None, STAGES[4]),
-    ("metrics.py", None, STAGES[5]),
-    ("link.py", None, STAGES[2]),
-    ("protocol.py", None, STAGES[2]),
-    ("pool.py", None, STAGES[2]),
-    ("_pickle", None, STAGES[2]),
-    ("dispatcher.py", None, STAGES[3]),
-    ("jobs.py", None, STAGES[3]),
-    ("handle.py", None, STAGES[3]),
-    ("asyncio", None, STAGES[3]),
+    (_OURS + "backend/inference_api.py", ("_record", "keepable"), STAGES[4]),
+    (_OURS + "backend/inference_api.py", ("_shape", "_shape_legacy", "<dictcomp>"), STAGES[1]),
+    (_OURS + "backend/inference_api.py", ("_success", "_answer", "write"), STAGES[6]),
+    (_OURS + "backend/inference_api.py", None, STAGES[3]),
+    (_OURS + "handler/payload.py", None, STAGES[1]),
+    ("/json/", None, STAGES[1]),
+    (_OURS + "records.py", None, STAGES[4]),
+    (_OURS + "backend/replay.py", None, STAGES[4]),
+    (_OURS + "backend/events.py", None, STAGES[4]),
+    (_OURS + "backend/metrics.py", None, STAGES[5]),
+    (_OURS + "backend/link.py", None, STAGES[2]),
+    (_OURS + "backend/protocol.py", None, STAGES[2]),
+    (_OURS + "backend/pool.py", None, STAGES[2]),
+    (_OURS + "backend/dispatcher.py", None, STAGES[3]),
+    (_OURS + "backend/jobs.py", None, STAGES[3]),
+    (_OURS + "backend/handle.py", None, STAGES[3]),
+    (_OURS + "backend/httpkit.py", ("json_response", "error_response", "_prepare_headers"), STAGES[6]),
+    (_OURS + "backend/httpkit.py", None, STAGES[0]),
+    ("/aiohttp/", None, STAGES[0]),
+    ("/multidict/", None, STAGES[0]),
+    ("/yarl/", None, STAGES[0]),
+    ("/asyncio/", None, STAGES[3]),
     ("uvloop", None, STAGES[3]),
-    ("httpkit.py", ("json_response", "error_response", "_prepare_headers"), STAGES[6]),
-    ("httpkit.py", None, STAGES[0]),
-    ("aiohttp", None, STAGES[0]),
-    ("multidict", None, STAGES[0]),
-    ("yarl", None, STAGES[0]),
 ]
 
 
@@ -88,6 +90,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"| {stage} | " + " | ".join(f"{trees[t]['stages']['us'][stage]:.1f}" for t in labels) + " |")
     total = " | ".join(f"{sum(trees[t]['stages']['us'].values()):.1f}" for t in labels)
     lines += [f"| **total** | {total} |", ""]
+    if results.get("interleaved"):
+        lines += ab_cells.render(results["interleaved"])
     counted = [(label, tree["instructions"]) for label, tree in trees.items() if tree.get("instructions")]
     if counted:
         lines += ["## Front-end instructions per request (valgrind callgrind: counted, not timed)", ""]

@@ -15,8 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-import yaml
-
+from ts_notebook.archive.folder import folder_manifest, model_config
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.backend.messages import Generation
 from ts_notebook.jsontypes import JsonObject
@@ -57,13 +56,9 @@ def read_generation(model_dir: Path, gen_id: str | None = None) -> Generation:
     ``gen_id`` is given for a folder of the extraction cache: its name is already the hash of the
     archive's content, so the files are not read and hashed a second time.
     """
-    manifest_file = model_dir / MANIFEST_PATH
-    manifest: JsonObject = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    manifest = folder_manifest(model_dir)
     model = manifest.setdefault("model", {})
-    config_name = model.get("configFile")
-    yaml_config: JsonObject = {}
-    if config_name and (model_dir / config_name).is_file():
-        yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
+    yaml_config = model_config(model_dir, manifest)
     if gen_id is None:
         digests = tree_digests(model_dir)
         gen_id = hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()[:10]

@@ -9,9 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ts_notebook.archive.extract import extract_cached, model_root
+from ts_notebook.archive.folder import model_config
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.backend.api_error import ApiError, not_found, version_not_found
 from ts_notebook.errors import TsNotebookError
@@ -210,10 +209,7 @@ class Registry:
         if not name:
             raise ApiError(400, "InvalidModelException", "Model name is not defined.")
         version = str(model.get("modelVersion") or "1.0")
-        config_name = model.get("configFile")
-        yaml_config: JsonObject = {}
-        if config_name and (model_dir / config_name).is_file():
-            yaml_config = yaml.safe_load((model_dir / config_name).read_text()) or {}
+        yaml_config = model_config(model_dir, manifest)
         settings = Settings.from_yaml(yaml_config, default_response_timeout, job_queue_size)
         for attr, value in settings_overrides.items():
             setattr(settings, attr, value)

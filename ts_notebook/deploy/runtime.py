@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ts_notebook.archive.extract import extract_archive, model_root
-from ts_notebook.archive.manifest import MANIFEST_PATH
+from ts_notebook.archive.folder import folder_manifest, model_config
 from ts_notebook.handler.answers import encode_output
 from ts_notebook.handler.payload import Request, make_request
 from ts_notebook.jsontypes import JsonObject
@@ -90,15 +88,10 @@ class HandlerRuntime:
         from ts_notebook.handler.envelopes import wrap
 
         self.model_dir = _model_dir(Path(archive), Path(work_dir) if work_dir else None)
-        manifest_file = self.model_dir / MANIFEST_PATH
-        self.manifest: JsonObject = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+        self.manifest: JsonObject = folder_manifest(self.model_dir)
         model = self.manifest.setdefault("model", {})
         self.model_name = model_name or model.get("modelName") or self.model_dir.name
-        config_name = model.get("configFile")
-        config_file = self.model_dir / config_name if config_name else None
-        self.config: JsonObject = (
-            yaml.safe_load(config_file.read_text()) or {} if config_file and config_file.is_file() else {}
-        )
+        self.config: JsonObject = model_config(self.model_dir, self.manifest)
         compat.install()  # the `ts` names, unless the real torchserve is importable
         self._lock = threading.Lock()  # handlers are not thread-safe; an engine may call from several threads
         self.context = self._context(batch_size, gpu_id)

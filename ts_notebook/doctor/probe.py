@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ts_notebook.archive.folder import folder_manifest, model_config
 from ts_notebook.doctor.findings import Place
 from ts_notebook.jsontypes import JsonObject
 
@@ -105,14 +106,9 @@ def probe(model_dir: Path, limit: float) -> ProbeResult:
     from ts_notebook.handler.context import Context
     from ts_notebook.handler.load import import_handler_module, locate, resolve_entry_point
 
-    manifest_path = model_dir / "MAR-INF" / "MANIFEST.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"model": {}}
+    manifest = folder_manifest(model_dir) or {"model": {}}
     model = manifest.get("model") or {}
-    yaml_config: JsonObject = {}
-    if model.get("configFile") and (model_dir / model["configFile"]).is_file():
-        import yaml
-
-        yaml_config = yaml.safe_load((model_dir / model["configFile"]).read_text()) or {}
+    yaml_config = model_config(model_dir, manifest)
     os.chdir(model_dir)
     sys.path.insert(0, str(model_dir))
     install()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ts_notebook.archive.extract import extract_archive, model_root
+from ts_notebook.archive.folder import folder_manifest, model_config
 from ts_notebook.archive.manifest import MANIFEST_PATH
 from ts_notebook.compare import Answer, Comparison
 from ts_notebook.golden.payloads import SECRET_HEADERS, GoldenError, RecordedRequest
@@ -68,7 +69,7 @@ def dry_run_answer(recorded: RecordedRequest, model_dir: str | Path) -> NewAnswe
         GoldenError: the folder has no manifest naming a handler, or the handler did not load.
     """
     root = Path(model_dir)
-    manifest, yaml_config = _manifest(root)
+    manifest = folder_manifest(root)
     model = manifest.get("model")
     handler = str(model.get("handler", "")) if isinstance(model, dict) else ""
     if not handler:
@@ -80,24 +81,12 @@ def dry_run_answer(recorded: RecordedRequest, model_dir: str | Path) -> NewAnswe
         [request],
         model_name=recorded.model,
         manifest=manifest,
-        model_yaml_config=yaml_config,
+        model_yaml_config=model_config(root, manifest),
         system_properties=recorded.system_properties,
     )
     if trace.failure is not None and trace.failure.stage == "initialize":
         raise GoldenError(f"the handler did not load, so no request could be replayed:\n{trace.to_text()}")
     return answer_of(trace)
-
-
-def _manifest(root: Path) -> tuple[JsonObject, JsonObject]:
-    import yaml
-
-    file = root / MANIFEST_PATH
-    manifest: JsonObject = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
-    config = manifest.get("model", {}).get("configFile") if isinstance(manifest.get("model"), dict) else None
-    yaml_config: JsonObject = {}
-    if config and (root / str(config)).is_file():
-        yaml_config = yaml.safe_load((root / str(config)).read_text(encoding="utf-8")) or {}
-    return manifest, yaml_config
 
 
 def answer_of(trace: Trace, index: int = 0) -> NewAnswer:

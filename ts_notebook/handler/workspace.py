@@ -12,10 +12,9 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ts_notebook.archive.checks import check_handler_source, check_model_name
 from ts_notebook.archive.extract import extract_cached
+from ts_notebook.archive.folder import model_config
 from ts_notebook.archive.manifest import MANIFEST_PATH, Manifest
 from ts_notebook.errors import ArchiveError, HandlerError
 from ts_notebook.handler.payload import Request, make_request
@@ -115,10 +114,7 @@ class Workspace:
         else:
             path = self.handler_dir
         manifest = self._manifest(path, name)
-        config_name = manifest.get("model", {}).get("configFile")
-        config: JsonObject = {}
-        if config_name and (path / config_name).is_file():
-            config = yaml.safe_load((path / config_name).read_text(encoding="utf-8")) or {}
+        config = model_config(path, manifest)
         model_name = manifest.get("model", {}).get("modelName", name) if archive else name
         return ModelDir(path.resolve(), str(model_name), manifest, config)
 

@@ -42,6 +42,7 @@ class Link(asyncio.Protocol):
         self._admitted = False
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closed = False  # close() was called; the transport reports connection_lost later
         self.peer: object | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,6 +55,8 @@ class Link(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:  # bytes that were in flight when the owner closed the link
+            return
         self._buffer += data
         if not self._admitted and not self._admit():
             return
@@ -67,7 +70,7 @@ class Link(asyncio.Protocol):
                 message: object = pickle.loads(view[start + header.size : end])
             start = end
             self._on_message(self, message)
-            if self._transport is None:  # the owner closed the link while handling the message
+            if self._closed:  # the owner closed the link on this message: read nothing more from it
                 return
         del buffer[:start]
 
@@ -98,6 +101,7 @@ class Link(asyncio.Protocol):
         self._transport.write(protocol.encode(message))
 
     def close(self) -> None:
+        self._closed = True
         if self._transport is not None:
             self._transport.close()
 

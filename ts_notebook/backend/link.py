@@ -55,7 +55,7 @@ class Link(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:  # bytes that were in flight when the owner closed the link
+        if self.closed:  # bytes that were in flight when the owner closed the link
             return
         self._buffer += data
         if not self._admitted and not self._admit():
@@ -70,7 +70,7 @@ class Link(asyncio.Protocol):
                 message: object = pickle.loads(view[start + header.size : end])
             start = end
             self._on_message(self, message)
-            if self._closed:  # the owner closed the link on this message: read nothing more from it
+            if self.closed:  # the owner closed the link on this message: read nothing more from it
                 return
         del buffer[:start]
 
@@ -99,6 +99,11 @@ class Link(asyncio.Protocol):
         if self._transport is None or self._transport.is_closing():
             raise ConnectionResetError("the worker's connection is closed")
         self._transport.write(protocol.encode(message))
+
+    @property
+    def closed(self) -> bool:
+        """close() was called (a property: the owner may close the link from inside ``on_message``)."""
+        return self._closed
 
     def close(self) -> None:
         self._closed = True

@@ -55,7 +55,7 @@ class Link(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:  # bytes that were in flight when the owner closed the link
+        if self._closed:  # bytes that were in flight when the owner closed the link
             return
         self._buffer += data
         if not self._admitted and not self._admit():
